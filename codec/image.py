@@ -1,0 +1,253 @@
+"""``ImageCodec``: the learned image codec (MLICv2-style model of :mod:`models.image`).
+
+``encode(image) -> bytes`` writes a complete ncodec container (kind IMAGE) whose single KEY
+unit holds one rANS stream: the hyper-latent first, then the latent slice by slice, anchor
+and non-anchor pass. ``decode(bytes) -> image`` mirrors it. The path that decides
+probabilities runs in float64 on grid values (exact, reproducible on any thread count); the
+unit's symbol checksum is verified so that a decoder whose probabilities drift stops with a
+:class:`FormatError`; weights other than the encoder's give a :class:`CodecError`.
+
+Quality is continuous in ``[0, n_quality - 1]``; ``bpp=`` and ``psnr=`` targets search it.
+``effort > 0`` refines the latent with stochastic Gumbel annealing (encoder only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitstream import FormatError, Header, RansDecoder, RansEncoder, StreamKind, UnitType, pack, unpack
+from bitstream.container import ColorFormat
+
+from .errors import CodecError
+
+__all__ = ["ImageCodec", "export_weights", "WEIGHTS_DIR", "DEFAULT_MODEL"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "image_small"
+PAD = 64  # total down-sampling of the hyperprior
+FORMAT_VERSION = 1
+
+
+def _tensors_of_tables(prefix: str, t) -> dict:
+    from models.entropy import tables_to_arrays
+
+    return {f"{prefix}.{k}": torch.from_numpy(v) for k, v in tables_to_arrays(t).items()}
+
+
+def export_weights(model, dest: Path, info: dict | None = None) -> dict:
+    """Write ``model`` as a safetensors file with its coder tables (so decoders everywhere use
+    the very same integers) and a registry JSON beside it; returns the registry entry."""
+    from safetensors.torch import save_file
+
+    dest = Path(dest)
+    model = model.float().eval()
+    gt, zt, med = model.build_tables()
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors.update(_tensors_of_tables("tables.gauss", gt))
+    tensors.update(_tensors_of_tables("tables.z", zt))
+    tensors["tables.z.medians"] = torch.from_numpy(med)
+    cfg = model.cfg.to_dict()
+    save_file(tensors, str(dest), metadata={"config": json.dumps(cfg), "format": "ncodec-image-1"})
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    entry = {"model_id": dest.stem, "file": dest.name, "sha256": digest,
+             "params": sum(p.numel() for p in model.parameters()), "config": cfg, **(info or {})}
+    dest.with_suffix(".json").write_text(json.dumps(entry, indent=1) + "\n")
+    return entry
+
+
+class ImageCodec:
+    """Encode / decode HxWx3 uint8 images with the shipped (or a given) image model."""
+
+    def __init__(self, weights: str | Path | None = None, model=None):
+        from models.entropy import tables_from_arrays
+        from models.image import ImageModel, ImageModelConfig
+
+        if model is not None:  # an in-memory model (tests, training): tables built here
+            self.model = model.float().eval()
+            self.tables = self.model.build_tables()
+            self.model_id, self.digest = "in-memory", hashlib.sha256(b"in-memory").digest()
+        else:
+            path = Path(weights) if weights else WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"
+            if not path.exists():
+                raise CodecError(f"image model weights not found: {path}")
+            from safetensors import safe_open
+            from safetensors.torch import load
+
+            raw = path.read_bytes()
+            self.digest = hashlib.sha256(raw).digest()
+            self.model_id = path.stem
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata()
+            sd = load(raw)
+            self.model = ImageModel(ImageModelConfig.from_dict(json.loads(meta["config"])))
+            tabs = {k: v for k, v in sd.items() if k.startswith("tables.")}
+            self.model.load_state_dict({k: v for k, v in sd.items() if k not in tabs})
+            self.model.eval()
+
+            def arr(p):
+                return {k[len(p) + 1:]: tabs[k].numpy() for k in tabs
+                        if k.startswith(p + ".") and not k.endswith("medians")}
+
+            self.tables = (tables_from_arrays(arr("tables.gauss")), tables_from_arrays(arr("tables.z")),
+                           tabs["tables.z.medians"].numpy().astype(np.float64))
+        self.model.deterministic()
+        self.n_quality = self.model.cfg.n_quality
+
+    # ------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_image(image) -> np.ndarray:
+        a = np.asarray(image)
+        if a.dtype != np.uint8:
+            raise CodecError(f"image must be uint8, got {a.dtype} (16-bit input is not supported)")
+        if a.ndim == 2:
+            a = np.repeat(a[:, :, None], 3, 2)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise CodecError(f"image must be HxWx3 (RGB) or HxW (gray), got shape {a.shape}"
+                             + (" (alpha is not supported)" if a.ndim == 3 and a.shape[2] == 4 else ""))
+        if a.shape[0] < 1 or a.shape[1] < 1:
+            raise CodecError("image is empty")
+        return a
+
+    @staticmethod
+    def _to_tensor(a: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
+        h, w = a.shape[:2]
+        ph, pw = (-h) % PAD, (-w) % PAD
+        return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+    @staticmethod
+    def _to_image(x: torch.Tensor, h: int, w: int) -> np.ndarray:
+        x = x[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
+        return x.permute(1, 2, 0).contiguous().numpy()
+
+    def _code(self, y: torch.Tensor, q: float) -> tuple[bytes, int, dict]:
+        enc = RansEncoder()
+        with torch.no_grad():
+            r = self.model.compress_latent(y, enc, self.tables)
+        return enc.flush(), enc.checksum, r
+
+    def _container(self, payload: bytes, checksum: int, h: int, w: int, q: float) -> bytes:
+        hdr = Header(StreamKind.IMAGE, w, h, ColorFormat.RGB, 8, model_id=self.model_id,
+                     weights_digest=self.digest, quality=float(q), params={"v": FORMAT_VERSION})
+        return pack(hdr, [(UnitType.KEY, checksum, payload)])
+
+    def _reconstruct(self, y_rec: torch.Tensor, q: float, h: int, w: int) -> np.ndarray:
+        with torch.no_grad():
+            return self._to_image(self.model.synthesis(y_rec, q), h, w)
+
+    def encode(self, image: np.ndarray, quality: float = 4.0, bpp: float | None = None,
+               psnr: float | None = None, effort: int = 0) -> bytes:
+        """A complete ``.ncz`` file of ``image``. ``quality`` in ``[0, n_quality - 1]``
+        (continuous); ``bpp`` / ``psnr`` targets override it."""
+        a = self._check_image(image)
+        h, w = a.shape[:2]
+        x = self._to_tensor(a)
+        with torch.no_grad():
+            feat = self.model.g_a(x)
+
+        def latent(q):
+            y = feat / self.model._scaler(self.model.q_enc, torch.tensor([float(q)]))
+            if effort > 0:
+                y = self._refine(x, y, q, effort)
+            return y
+
+        def trial(q):
+            payload, crc, r = self._code(latent(q), q)
+            data = self._container(payload, crc, h, w, q)
+            return data, r
+
+        if bpp is None and psnr is None:
+            if not math.isfinite(quality):
+                raise CodecError("quality must be a finite number")
+            q = min(max(float(quality), 0.0), self.n_quality - 1.0)
+            return trial(q)[0]
+        if bpp is not None:
+            if not bpp > 0:
+                raise CodecError("bpp target must be positive")
+            return self._search(trial, lambda d, r: _bpp(d, h, w), float(bpp), rel=0.015)
+        from codec.metrics import psnr as psnr_fn
+
+        return self._search(trial, lambda d, r: psnr_fn(a, self._reconstruct(r["y_rec"], _q_of(d), h, w)),
+                            float(psnr), rel=0.0, at_least=True)
+
+    def _search(self, trial, measure, target: float, rel: float, at_least: bool = False):
+        """Bisection on the (monotone) quality for a target of ``measure``. With ``at_least``
+        the result is the cheapest file meeting the target (or the best reachable); otherwise
+        the file closest to the target (within ``rel``, or the closest found)."""
+        lo, hi = 0.0, self.n_quality - 1.0
+        best, best_err, ok = None, math.inf, None
+        for _ in range(14):
+            q = 0.5 * (lo + hi)
+            data, r = trial(q)
+            v = measure(data, r)
+            if at_least:
+                if v >= target and (ok is None or q < ok[0]):
+                    ok = (q, data)
+                if v >= target:
+                    hi = q
+                else:
+                    lo = q
+                if hi - lo < 0.02 and ok is not None:
+                    break
+            else:
+                err = abs(v / target - 1.0)
+                if err < best_err:
+                    best, best_err = data, err
+                if err <= rel:
+                    break
+                if v > target:
+                    hi = q
+                else:
+                    lo = q
+        if at_least:
+            return ok[1] if ok is not None else trial(self.n_quality - 1.0)[0]
+        return best
+
+    # ------------------------------------------------------------------------------------
+    def decode(self, data: bytes) -> np.ndarray:
+        """The image (HxWx3 uint8) of an ncodec image file."""
+        header, units = unpack(bytes(data))
+        if header.kind != StreamKind.IMAGE:
+            raise CodecError(f"not an image stream ({StreamKind(header.kind).name.lower()})")
+        if header.weights_digest != self.digest:
+            raise CodecError(f"the file was made with other model weights (model "
+                             f"{header.model_id!r}, digest {header.weights_digest.hex()[:16]}...) "
+                             f"than the loaded {self.model_id!r}")
+        if len(units) != 1:
+            raise FormatError(f"an image file holds one unit, this one {len(units)}")
+        unit = units[0]
+        h, w = header.height, header.width
+        hp, wp = h + (-h) % PAD, w + (-w) % PAD
+        dec = RansDecoder(unit.payload)
+        with torch.no_grad():
+            r = self.model.decompress_latent(dec, self.tables, hp // 16, wp // 16)
+        dec.finish()
+        if dec.checksum != unit.checksum:
+            raise FormatError("symbol checksum mismatch: the decoder's probabilities differ "
+                              "from the encoder's (wrong model build or corrupt data)")
+        return self._reconstruct(r["y_rec"], header.quality, h, w)
+
+    # ------------------------------------------------------------------------------------
+    def _refine(self, x: torch.Tensor, y: torch.Tensor, q: float, effort: int) -> torch.Tensor:
+        """Stochastic Gumbel annealing (Yang, Bamler & Mandt, NeurIPS 2020) of the latent:
+        ``100 * effort`` Adam steps on the rate-distortion loss with soft rounding whose
+        temperature anneals to hard rounding. Encoder only: the decoder is unchanged."""
+        from models.sga import sga_refine
+
+        return sga_refine(self.model, x, y, q, iters=100 * effort)
+
+
+def _q_of(data: bytes) -> float:
+    return unpack(data)[0].quality
+
+
+def _bpp(data: bytes, h: int, w: int) -> float:
+    from codec.metrics import bpp
+
+    return bpp(data, (h, w))

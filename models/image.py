@@ -1,0 +1,191 @@
+"""The learned image codec network (MLICv2-style) with a continuous quality knob.
+
+``x -> g_a -> y``; ``y_s = y / q_enc(q)`` (DCVC-FM's learned quantization scaler, Li et al.,
+CVPR 2024, applied to images); ``z = h_a(y_s)`` coded with CompressAI's factorized
+EntropyBottleneck; ``h_s(z_hat)`` (on the integer grid, see :mod:`models.layers`) feeds the
+multi-reference latent codec (:mod:`models.latent_codec`); ``x_hat = g_s(y_rec * q_dec(q))``.
+The quality ``q`` is continuous in ``[0, n_quality - 1]``: the scalers are interpolated in
+the log domain between the learned per-index vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
+
+from .entropy import factorized_tables, gaussian_tables
+from .latent_codec import DecodeSlot, EncodeSlot, MultiRefLatentCodec, TrainSlot
+from .layers import MetaFormerBlock, QConv2d, qrelu, subpel_conv, to_grid
+
+__all__ = ["ImageModelConfig", "ImageModel", "CONFIGS", "LAMBDAS"]
+
+
+@dataclass
+class ImageModelConfig:
+    n: int = 64  #: transform width
+    m: int = 128  #: latent channels
+    z: int = 64  #: hyper-latent channels
+    hyper_ch: int = 128  #: hyperprior feature channels at the latent resolution
+    slices: int = 4
+    ctx_ch: int = 48
+    attn_dim: int = 16
+    blocks: tuple = (0, 1, 1, 1)  #: MetaFormer blocks after each of the 4 down-samplings
+    n_quality: int = 8
+    lambdas: tuple = field(default_factory=lambda: tuple(LAMBDAS))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"], d["lambdas"] = list(self.blocks), list(self.lambdas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageModelConfig":
+        d = dict(d)
+        d["blocks"], d["lambdas"] = tuple(d["blocks"]), tuple(d["lambdas"])
+        return cls(**d)
+
+
+#: rate-distortion trade-offs (MSE on [0,255]^2 scaled as in CompressAI) per quality index
+LAMBDAS = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800]
+
+CONFIGS = {
+    "small": ImageModelConfig(),
+    "tiny": ImageModelConfig(n=16, m=32, z=16, hyper_ch=32, slices=2, ctx_ch=8, attn_dim=4,
+                             blocks=(0, 1, 0, 1), n_quality=3,
+                             lambdas=(0.005, 0.02, 0.08)),
+    # the paper-size configuration (MLIC++ / MLICv2: N=192, M=320, 10 slices)
+    "paper": ImageModelConfig(n=192, m=320, z=192, hyper_ch=640, slices=10, ctx_ch=128,
+                              attn_dim=32, blocks=(1, 2, 2, 2)),
+}
+
+
+class _Act(nn.Module):
+    def forward(self, x):
+        return qrelu(x)
+
+
+class ImageModel(nn.Module):
+    def __init__(self, cfg: ImageModelConfig | str = "small"):
+        super().__init__()
+        cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
+        self.cfg = cfg
+        n, m = cfg.n, cfg.m
+        chans = [n // 2, n, n, m]  # a narrow first stage: the full-resolution end is the cost
+        ga, cin = [], 3
+        for i, (c, k) in enumerate(zip(chans, cfg.blocks)):
+            ga.append(nn.Conv2d(cin, c, 5 if i == 0 else 3, stride=2, padding=2 if i == 0 else 1))
+            if i == 0:
+                ga.append(nn.GELU())
+            ga += [MetaFormerBlock(c) for _ in range(k)]
+            cin = c
+        self.g_a = nn.Sequential(*ga)
+        gs = []
+        for i in reversed(range(4)):
+            gs += [MetaFormerBlock(chans[i]) for _ in range(cfg.blocks[i])]
+            gs.append(subpel_conv(chans[i], chans[i - 1] if i else 3))
+            if i == 1:
+                gs.append(nn.GELU())
+        self.g_s = nn.Sequential(*gs)
+        self.h_a = nn.Sequential(
+            nn.Conv2d(m, n, 3, padding=1), nn.GELU(),
+            nn.Conv2d(n, n, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(n, cfg.z, 3, stride=2, padding=1))
+        self.h_s = nn.Sequential(
+            QConv2d(cfg.z, n, 3, padding=1), _Act(),
+            subpel_conv(n, n, q=True), _Act(),
+            QConv2d(n, n, 3, padding=1), _Act(),
+            subpel_conv(n, cfg.hyper_ch, q=True))
+        self.entropy_bottleneck = EntropyBottleneck(cfg.z)
+        self.latent = MultiRefLatentCodec(m, cfg.slices, cfg.hyper_ch, cfg.ctx_ch, cfg.attn_dim)
+        # learned quantization scalers (log domain), one vector per quality index
+        ls = torch.linspace(np.log(4.0), np.log(0.5), cfg.n_quality)
+        self.q_enc = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
+        self.q_dec = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
+
+    # ---- quality -------------------------------------------------------------------------
+    def _scaler(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """exp of the log-domain interpolation of ``table`` rows at continuous ``q`` (B,)."""
+        q = torch.clamp(q, 0, self.cfg.n_quality - 1)
+        lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
+        t = (q - lo).unsqueeze(1)
+        return torch.exp(table[lo] * (1 - t) + table[lo + 1] * t)[:, :, None, None]
+
+    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
+        """Rate-distortion trade-off of continuous quality ``q`` (log-linear interpolation)."""
+        lam = torch.log(torch.tensor(self.cfg.lambdas, dtype=torch.float32))
+        q = torch.clamp(q, 0, self.cfg.n_quality - 1)
+        lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
+        t = q - lo
+        return torch.exp(lam[lo] * (1 - t) + lam[lo + 1] * t)
+
+    # ---- the shared path -----------------------------------------------------------------
+    def _hyper(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return to_grid(self.h_s(z_hat))
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True) -> dict:
+        """Training / evaluation pass: ``x`` in [0, 1], ``q`` (B,) continuous quality."""
+        y = self.g_a(x) / self._scaler(self.q_enc, q)
+        z = self.h_a(y)
+        z_hat, z_lik = self.entropy_bottleneck(z, training=noise)
+        slot = TrainSlot(noise)
+        _, y_rec = self.latent.run(self._hyper(z_hat), slot, y)
+        x_hat = self.g_s(y_rec * self._scaler(self.q_dec, q))
+        return {"x_hat": x_hat, "likelihoods": {"y": slot.likelihoods, "z": z_lik}}
+
+    def analysis(self, x: torch.Tensor, q: float) -> torch.Tensor:
+        """The scaled latent (encoder only, float)."""
+        return self.g_a(x) / self._scaler(self.q_enc, torch.tensor([float(q)]))
+
+    # ---- coding --------------------------------------------------------------------------
+    def build_tables(self):
+        """(Gaussian tables, hyper-latent tables, hyper-latent medians) for the coder."""
+        zt, med = factorized_tables(self.entropy_bottleneck)
+        return gaussian_tables(), zt, med
+
+    def compress_latent(self, y: torch.Tensor, encoder, tables) -> dict:
+        """Code a scaled latent ``y`` (1 x M x h x w, h and w multiples of 4) into
+        ``encoder``; returns the decoder-side latent and the symbols."""
+        gt, zt, med = tables
+        z = self.h_a(y.float())
+        medt = torch.from_numpy(med).view(1, -1, 1, 1)
+        zs = torch.round(z.double() - medt)
+        c = zs.shape[1]
+        zidx = np.broadcast_to(np.arange(c, dtype=np.int32)[None, :, None, None], zs.shape)
+        encoder.encode_indexed(zs.numpy().astype(np.int32), zidx, zt)
+        z_hat = zs + medt
+        slot = EncodeSlot(encoder, gt)
+        y_hat, y_rec = self.latent.run(self._hyper(z_hat.to(self._det_dtype())), slot,
+                                       y.to(self._det_dtype()))
+        return {"y_hat": y_hat, "y_rec": y_rec, "z_symbols": zs, "symbols": slot.symbols}
+
+    def decompress_latent(self, decoder, tables, h: int, w: int) -> dict:
+        """Mirror of :meth:`compress_latent` for a latent of ``h x w``."""
+        gt, zt, med = tables
+        c = self.cfg.z
+        shape = (1, c, h // 4, w // 4)
+        zidx = np.broadcast_to(np.arange(c, dtype=np.int32)[None, :, None, None], shape)
+        zs = decoder.decode_indexed(np.ascontiguousarray(zidx), zt).reshape(shape)
+        medt = torch.from_numpy(med).view(1, -1, 1, 1)
+        z_hat = torch.from_numpy(zs.astype(np.float64)) + medt
+        slot = DecodeSlot(decoder, gt)
+        y_hat, y_rec = self.latent.run(self._hyper(z_hat.to(self._det_dtype())), slot)
+        return {"y_hat": y_hat, "y_rec": y_rec, "symbols": slot.symbols}
+
+    def synthesis(self, y_rec: torch.Tensor, q: float) -> torch.Tensor:
+        return self.g_s(y_rec.float() * self._scaler(self.q_dec, torch.tensor([float(q)])))
+
+    def _det_dtype(self) -> torch.dtype:
+        return self.h_s[0].weight.dtype
+
+    def deterministic(self) -> "ImageModel":
+        """Put the probability path (h_s and the grid modules of the latent codec) in float64,
+        where it is exact; the transforms stay float32."""
+        self.h_s.double()
+        for name, mod in self.latent.named_children():
+            if name != "lrp":
+                mod.double()
+        return self
