@@ -43,6 +43,7 @@ words. Small streams therefore cost almost exactly their information content.
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from typing import Sequence
 
@@ -79,43 +80,61 @@ _pjit = nb.njit(cache=True, nogil=True, parallel=True)
 # pmf quantization: the one function that maps probabilities to integer frequencies
 # ----------------------------------------------------------------------------------------
 @_jit
-def _row_params(p, total):
-    """(scale, argmax, remainder, ok) of one pmf row for :func:`quantize_pmf`."""
+def _row_scale(p, bits, total):
+    """``(w, sc)`` of one pmf row for :func:`quantize_pmf`, or ``(-1, -1)`` for a row that is
+    not finite, has a negative entry or is all zero.
+
+    ``bits`` is the row viewed as unsigned integers: for non-negative floats their order is
+    the order of the values, while negative, infinite and NaN entries have larger patterns
+    than any finite non-negative value; one integer maximum therefore finds both the
+    exponent of ``max(p)`` and any bad entry. ``w`` is the power of two that puts ``max(p)``
+    in ``[2**31, 2**32)``. Only that maximum, an exact integer sum and element-wise IEEE
+    operations are involved: the same result on every machine and in any vector width."""
     k = p.shape[0]
-    s = 0.0
-    ok = True
+    top = bits[0]
     for i in range(k):
-        v = np.float64(p[i])
-        if not (v >= 0.0) or v == np.inf:  # negative, NaN or inf
-            ok = False
-        s += v
-    if not (s > 0.0) or s == np.inf:
-        return 1.0, 0, 0, False
-    sc = (total - k) / s
-    qsum = 0
-    best = -1
-    am = 0
+        top = max(top, bits[i])
+    if bits.itemsize == 4:
+        inf_bits, mant, bias = np.uint64(0x7F800000), 23, 127
+    else:
+        inf_bits, mant, bias = np.uint64(0x7FF0000000000000), 52, 1023
+    t = np.uint64(top)
+    if t >= inf_bits or t == 0:
+        return -1.0, -1.0
+    w = math.ldexp(1.0, 31 - (np.int64(t >> np.uint64(mant)) - bias))
+    if w > 1e290:  # max(p) is (nearly) denormal: no usable resolution
+        return -1.0, -1.0
+    s = 0
     for i in range(k):
-        q = np.int64(np.float64(p[i]) * sc)
-        qsum += q
-        if q > best:
-            best = q
-            am = i
-    return sc, am, (total - k) - qsum, ok
+        s += np.int64(np.float64(p[i]) * w)
+    return w, (total - k) / np.float64(s)
+
+
+@_jit
+def _q(v, w, sc):
+    """floor(floor(v * w) * sc): the quantized share of one entry (frequency minus one)."""
+    return np.int32(np.float64(np.int64(np.float64(v) * w)) * sc)
 
 
 @_pjit
-def _quantize_rows(pmf, precision, out):
+def _cum_rows(pmf, bits, precision, out):
+    """``out[r, i]``: cumulative frequency of the symbols before ``i`` in row ``r``."""
     total = 1 << precision
     n, k = pmf.shape
     bad = 0
     for r in nb.prange(n):
-        sc, am, rem, ok = _row_params(pmf[r], total)
-        if not ok:
+        w, sc = _row_scale(pmf[r], bits[r], total)
+        if sc < 0.0:
             bad += 1
-        for i in range(k):
-            out[r, i] = np.int64(np.float64(pmf[r, i]) * sc) + 1
-        out[r, am] += rem
+            continue
+        row = out[r]
+        for i in range(k):  # frequencies (vectorised) ...
+            row[i] = _q(pmf[r, i], w, sc) + 1
+        acc = 0
+        for i in range(k):  # ... then their exclusive prefix sums
+            f = row[i]
+            row[i] = acc
+            acc += f
     return bad
 
 
@@ -132,21 +151,30 @@ def _check_pmf(pmf: np.ndarray, precision: int) -> np.ndarray:
     return np.ascontiguousarray(pmf)
 
 
+def _bits(pmf: np.ndarray) -> np.ndarray:
+    return pmf.view(np.uint32 if pmf.dtype == np.float32 else np.uint64)
+
+
 def quantize_pmf(pmf: np.ndarray, precision: int = 24) -> np.ndarray:
     """Integer frequencies of each row of ``pmf`` (``N x K``), summing to ``2**precision``.
 
-    ``freq[k] = 1 + floor(p[k] * (2**precision - K) / sum(p))`` with float64 arithmetic
-    (``sum`` accumulated in index order), then the remainder that makes the row sum exactly
-    ``2**precision`` is added to the first largest entry. Every symbol keeps ``freq >= 1``
+    In float64: ``u[k] = floor(p[k] * w)`` with ``w`` the power of two that puts ``max(p)``
+    in ``[2**31, 2**32)`` (exact integers), then
+    ``freq[k] = 1 + floor(u[k] * ((2**precision - K) / sum(u)))`` for every entry but the
+    last, which takes what is left of ``2**precision`` (its own share plus the rounding
+    remainder, at most K / 2**precision). Only a maximum, an exact integer sum and
+    element-wise IEEE operations are involved, so any machine and any vector width give the
+    same frequencies. Every symbol keeps ``freq >= 1``
     (coding a symbol of tiny probability stays possible); rows need not be normalised but
-    must be finite, non-negative and not all zero. The result depends only on the input
+    must be finite and non-negative, with a largest entry of at least about 1e-290. The result depends only on the input
     values, never on thread count or memory layout: it is what the coder uses.
     """
     pmf = _check_pmf(pmf, precision)
-    out = np.empty(pmf.shape, dtype=np.int64)
-    if _quantize_rows(pmf, precision, out):
+    cum = np.empty((pmf.shape[0], pmf.shape[1] + 1), dtype=np.int64)
+    if _cum_rows(pmf, _bits(pmf), precision, cum):
         raise ValueError("pmf rows must be finite, non-negative and not all zero")
-    return out
+    cum[:, -1] = 1 << precision
+    return np.diff(cum, axis=1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -274,27 +302,21 @@ def _indexed_ops(symbols, indexes, cdf, bases, sizes, offsets, precision):
 
 
 @_pjit
-def _categorical_ops(symbols, pmf, precision, starts, freqs):
+def _categorical_ops(symbols, pmf, bits, precision, starts, freqs):
     total = 1 << precision
     n, k = pmf.shape
     bad = 0
     for r in nb.prange(n):
         s = symbols[r]
-        sc, am, rem, ok = _row_params(pmf[r], total)
-        if not ok or s < 0 or s >= k:
+        w, sc = _row_scale(pmf[r], bits[r], total)
+        if sc < 0.0 or s < 0 or s >= k:
             bad += 1
             continue
-        acc = 0
+        acc = s
         for i in range(s):
-            acc += np.int64(np.float64(pmf[r, i]) * sc)
-        f = np.int64(np.float64(pmf[r, s]) * sc) + 1
-        st = acc + s
-        if am < s:
-            st += rem
-        elif am == s:
-            f += rem
-        starts[r] = st
-        freqs[r] = f
+            acc += _q(pmf[r, i], w, sc)
+        starts[r] = acc
+        freqs[r] = _q(pmf[r, s], w, sc) + 1 if s < k - 1 else total - acc
     return bad
 
 
@@ -398,46 +420,30 @@ def _decode_indexed(states, words, io, indexes, cdf, bases, sizes, offsets, prec
     return
 
 
-@_pjit
-def _row_params_all(pmf, precision, scale, am, rem):
-    total = 1 << precision
-    bad = 0
-    for r in nb.prange(pmf.shape[0]):
-        sc, a, rm, ok = _row_params(pmf[r], total)
-        if not ok:
-            bad += 1
-        scale[r] = sc
-        am[r] = a
-        rem[r] = rm
-    return bad
-
-
 @_jit
-def _decode_categorical(states, words, io, pmf, precision, scale, am, rem, out):
+def _decode_categorical(states, words, io, cum, precision, out):
+    """Decode one symbol per row of ``cum`` (cumulative frequencies from ``_cum_rows``)."""
     cur = io[0]
     op = io[1]
     lanes = states.shape[0]
-    mask = (_ONE << np.uint64(precision)) - _ONE
-    k = pmf.shape[1]
-    for r in range(pmf.shape[0]):
+    total = np.int64(1) << precision
+    mask = np.uint64(total - 1)
+    k = cum.shape[1]
+    for r in range(cum.shape[0]):
         lane = op % lanes
         op += 1
         slot = np.int64(states[lane] & mask)
-        sc = scale[r]
-        a = am[r]
-        cum = 0
-        s = k - 1
-        f = 0
-        for i in range(k):
-            f = np.int64(np.float64(pmf[r, i]) * sc) + 1
-            if i == a:
-                f += rem[r]
-            if cum + f > slot or i == k - 1:
-                s = i
-                break
-            cum += f
-        cur = _pop(states, lane, words, cur, cum, f, precision, np.uint64(slot))
-        out[r] = s
+        row = cum[r]
+        lo = 0  # the largest i with row[i] <= slot (row[0] == 0), by branch-free bisection
+        n = k
+        while n > 1:
+            half = n >> 1
+            lo = lo + half if row[lo + half] <= slot else lo
+            n -= half
+        start = row[lo]
+        f = (row[lo + 1] if lo + 1 < k else total) - start
+        cur = _pop(states, lane, words, cur, start, f, precision, np.uint64(slot))
+        out[r] = lo
     io[0] = cur
     io[1] = op
 
@@ -492,7 +498,7 @@ class RansEncoder:
             raise ValueError(f"{symbols.size} symbols but {pmf.shape[0]} pmf rows")
         starts = np.empty(symbols.size, np.uint32)
         freqs = np.empty(symbols.size, np.uint32)
-        if _categorical_ops(symbols, pmf, precision, starts, freqs):
+        if _categorical_ops(symbols, pmf, _bits(pmf), precision, starts, freqs):
             raise ValueError("symbols must lie in 0..K-1 and pmf rows be finite, non-negative, "
                              "not all zero")
         self._add(starts, freqs, np.full(symbols.size, precision, np.uint8), symbols)
@@ -566,14 +572,16 @@ class RansDecoder:
         """Symbols coded with :meth:`RansEncoder.encode_categorical` and the same ``pmf``."""
         pmf = _check_pmf(pmf, precision)
         n = pmf.shape[0]
-        scale = np.empty(n, np.float64)
-        am = np.empty(n, np.int64)
-        rem = np.empty(n, np.int64)
-        if _row_params_all(pmf, precision, scale, am, rem):
-            raise ValueError("pmf rows must be finite, non-negative and not all zero")
         out = np.empty(n, np.int32)
-        _decode_categorical(self._states, self._words, self._io, pmf, precision, scale, am,
-                            rem, out)
+        step = max(1, (1 << 22) // pmf.shape[1])  # rows per chunk: 16 MiB of frequencies
+        cum = np.empty((min(n, step), pmf.shape[1]), np.int32)
+        bits = _bits(pmf)
+        for a in range(0, n, step):  # quantize a chunk on all cores, then decode it
+            b = min(n, a + step)
+            if _cum_rows(pmf[a:b], bits[a:b], precision, cum[:b - a]):
+                raise ValueError("pmf rows must be finite, non-negative and not all zero")
+            _decode_categorical(self._states, self._words, self._io, cum[:b - a], precision,
+                                out[a:b])
         return self._done(out)
 
     def finish(self) -> None:
