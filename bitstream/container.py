@@ -272,9 +272,10 @@ class ContainerReader:
             raise FormatError(f"first chunk is {ctype!r}, expected HEAD")
         self.header = _decode_header(payload)
         self._next = 0
-        self._tail: tuple[int, int] | None = None
+        self._index_pos = 0
 
     def _chunk(self) -> tuple[bytes, bytes]:
+        self._chunk_pos = self._f.tell() if self._f.seekable() else -1
         raw = self._f.read(_CHUNK_HEAD.size)
         if len(raw) != _CHUNK_HEAD.size:
             raise FormatError("file is truncated (missing chunk or TAIL)")
@@ -304,13 +305,18 @@ class ContainerReader:
                 self._next += 1
                 yield Unit(idx, UnitType(utype), crc, p[_UNIT_FIXED.size:])
             elif ctype == b"INDX":
+                if self._index_pos:
+                    raise FormatError("more than one INDX chunk")
+                self._index_pos = self._chunk_pos
                 self._parse_index(p)
             elif ctype == b"TAIL":
                 if len(p) != _TAIL.size:
                     raise FormatError("TAIL chunk has the wrong length")
-                count, _ = self._tail = _TAIL.unpack(p)
+                count, index_pos = _TAIL.unpack(p)
                 if count != self._next or (self.header.frame_count and count != self.header.frame_count):
                     raise FormatError(f"TAIL says {count} units, the file holds {self._next}")
+                if self._chunk_pos >= 0 and index_pos != max(self._index_pos, 0):
+                    raise FormatError("TAIL does not point at the INDX chunk")
                 if self._f.read(1):
                     raise FormatError("trailing bytes after TAIL")
                 return
