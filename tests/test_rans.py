@@ -1,4 +1,9 @@
 """The shared rANS coder: round trips, adversarial inputs, code length, robustness."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -280,3 +285,24 @@ def test_property_quantize_pmf(p, prec):
         return
     f = quantize_pmf(p, prec)
     assert (f >= 1).all() and f.sum() == 1 << prec
+
+
+def test_streams_identical_across_thread_counts():
+    """Encoding with 1 and 2 numba threads gives the same bytes (quantization, table indexes)."""
+    script = (
+        "import numpy as np, sys, hashlib\n"
+        "from bitstream import GaussianTables, RansEncoder\n"
+        "r = np.random.default_rng(5)\n"
+        "t = GaussianTables()\n"
+        "s = np.exp(r.uniform(-2, 4, 50000)); y = np.rint(r.normal(0, s)).astype(np.int32)\n"
+        "p = r.dirichlet(np.full(40, 0.5), 50000).astype(np.float32)\n"
+        "e = RansEncoder(); e.encode_indexed(y, t.index(s), t)\n"
+        "e.encode_categorical(p.argmax(1), p); sys.stdout.write(hashlib.sha256(e.flush()).hexdigest())\n")
+    digests = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                           cwd=Path(__file__).resolve().parents[1])
+        assert r.returncode == 0, r.stderr
+        digests.add(r.stdout)
+    assert len(digests) == 1
