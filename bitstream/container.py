@@ -163,6 +163,8 @@ def _decode_header(p: bytes) -> Header:
         raise FormatError(f"HEAD chunk is malformed ({type(e).__name__})") from None
     if flags:
         raise FormatError(f"HEAD has unknown flags {flags:#x}")
+    if coder != CODER_VERSION:
+        raise FormatError(f"entropy coder version {coder} is not supported (this is {CODER_VERSION})")
     if not isinstance(params, dict) or not all(
             isinstance(v, (int, float, str, bool)) for v in params.values()):
         raise FormatError("HEAD params must be a JSON object of scalars")

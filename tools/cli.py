@@ -66,8 +66,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
         if image.dtype != "uint8" or image.shape[2] != 3:
             raise CodecError(f"the learned codec takes 8-bit RGB images; this one has "
                              f"{image.shape[2]} channel(s) of {image.dtype} (try --lossless)")
-        data = _codec_for(StreamKind.IMAGE).encode(image, quality=args.quality, bpp=args.bpp,
-                                                   psnr=args.psnr, effort=args.effort)
+        opts = {k: getattr(args, k) for k in ("quality", "bpp", "psnr")
+                if getattr(args, k) is not None}
+        data = _codec_for(StreamKind.IMAGE).encode(image, effort=args.effort, **opts)
     write_atomic(out, data, force=args.force)
     return 0
 
