@@ -116,7 +116,7 @@ class ImageCodec:
 
     @staticmethod
     def _to_tensor(a: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)[None].float() / 255.0
         h, w = a.shape[:2]
         ph, pw = (-h) % PAD, (-w) % PAD
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
@@ -158,6 +158,7 @@ class ImageCodec:
             return y
 
         def trial(q):
+            q = float(np.float32(q))  # the header stores float32: decode sees this value
             payload, crc, r = self._code(latent(q), q)
             data = self._container(payload, crc, h, w, q)
             return data, r
@@ -165,8 +166,7 @@ class ImageCodec:
         if bpp is None and psnr is None:
             if not math.isfinite(quality):
                 raise CodecError("quality must be a finite number")
-            q = min(max(float(quality), 0.0), self.n_quality - 1.0)
-            return trial(q)[0]
+            return trial(min(max(float(quality), 0.0), self.n_quality - 1.0))[0]
         if bpp is not None:
             if not bpp > 0:
                 raise CodecError("bpp target must be positive")
@@ -175,6 +175,17 @@ class ImageCodec:
 
         return self._search(trial, lambda d, r: psnr_fn(a, self._reconstruct(r["y_rec"], _q_of(d), h, w)),
                             float(psnr), rel=0.0, at_least=True)
+
+    def encode_with_reconstruction(self, image: np.ndarray, quality: float = 4.0):
+        """``(file bytes, the decoder's image)`` at a fixed quality: the reconstruction is
+        computed on the encoder side from the coded latent (evaluation, PSNR targets)."""
+        a = self._check_image(image)
+        h, w = a.shape[:2]
+        q = float(np.float32(min(max(float(quality), 0.0), self.n_quality - 1.0)))
+        with torch.no_grad():
+            y = self.model.analysis(self._to_tensor(a), q)
+        payload, crc, r = self._code(y, q)
+        return self._container(payload, crc, h, w, q), self._reconstruct(r["y_rec"], q, h, w)
 
     def _search(self, trial, measure, target: float, rel: float, at_least: bool = False):
         """Bisection on the (monotone) quality for a target of ``measure``. With ``at_least``
@@ -212,6 +223,12 @@ class ImageCodec:
     # ------------------------------------------------------------------------------------
     def decode(self, data: bytes) -> np.ndarray:
         """The image (HxWx3 uint8) of an ncodec image file."""
+        header, r = self.decode_latent(data)
+        return self._reconstruct(r["y_rec"], header.quality, header.height, header.width)
+
+    def decode_latent(self, data: bytes) -> tuple[Header, dict]:
+        """Header and decoded latent (``y_hat``: the exact float64 grid values; ``y_rec``)
+        of a file, with every check of :meth:`decode`."""
         header, units = unpack(bytes(data))
         if header.kind != StreamKind.IMAGE:
             raise CodecError(f"not an image stream ({StreamKind(header.kind).name.lower()})")
@@ -231,7 +248,7 @@ class ImageCodec:
         if dec.checksum != unit.checksum:
             raise FormatError("symbol checksum mismatch: the decoder's probabilities differ "
                               "from the encoder's (wrong model build or corrupt data)")
-        return self._reconstruct(r["y_rec"], header.quality, h, w)
+        return header, r
 
     # ------------------------------------------------------------------------------------
     def _refine(self, x: torch.Tensor, y: torch.Tensor, q: float, effort: int) -> torch.Tensor:
@@ -250,4 +267,4 @@ def _q_of(data: bytes) -> float:
 def _bpp(data: bytes, h: int, w: int) -> float:
     from codec.metrics import bpp
 
-    return bpp(data, (h, w))
+    return bpp(len(data), h * w)

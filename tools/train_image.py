@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     ap.add_argument("--ckpt-every", type=float, default=240.0, help="seconds")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--log-every", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pid-file", default="")
     ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
@@ -167,6 +167,7 @@ def main(argv=None) -> None:
     if args.pid_file:
         Path(args.pid_file).write_text(str(os.getpid()))
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
 
     cfg = CONFIGS[args.config]

@@ -1,0 +1,162 @@
+"""Kodak rate-distortion of the shipped image model, from real files.
+
+    python -m tools.image_eval [--weights codec/weights/image_small.safetensors]
+
+For every quality and Kodak image: encode to a real ``.ncz`` (bpp from its size, container
+included), decode it, check the decoded image equals the encoder's reconstruction, compare
+the model's likelihood estimate with the actual size, measure PSNR / MS-SSIM with
+:mod:`codec.metrics`. Then BD-rates against every anchor of
+``../shared/anchors/kodak_anchors.json`` (PSNR and MS-SSIM dB, pchip over 0.1-2 bpp, as the
+anchors), timings (median of ``--timing-runs`` on kodim01), a JSON under ``results/image/``
+and an RD plot beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.image import DEFAULT_MODEL, WEIGHTS_DIR, ImageCodec
+from codec.metrics import bpp, ms_ssim, ms_ssim_db, psnr
+from tools.bdrate import bd_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets"
+ANCHORS = ROOT.parent / "shared" / "anchors" / "kodak_anchors.json"
+
+
+def _load(f: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(f).convert("RGB"))
+
+
+def estimated_bits(codec: ImageCodec, img: np.ndarray, q: float) -> float:
+    """The model's own estimate: sum of -log2 of the (continuous) likelihoods of the coded
+    latent and hyper-latent, i.e. what training optimises."""
+    m = copy.deepcopy(codec.model).float().eval()
+    x = codec._to_tensor(img)
+    with torch.no_grad():
+        out = m(x, torch.tensor([float(q)]), noise=False)
+    liks = out["likelihoods"]["y"] + [out["likelihoods"]["z"]]
+    return float(sum((-torch.log2(lk)).sum() for lk in liks))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=str(WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"))
+    ap.add_argument("--qualities", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--effort", type=int, default=0)
+    ap.add_argument("--timing-runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    codec = ImageCodec(args.weights)
+    files = sorted((DATA / "kodak").glob("*.png"))[:args.images]
+    if not files:
+        raise SystemExit("Kodak not found under ../shared/datasets/kodak")
+    images = [_load(f) for f in files]
+    qs = [float(v) for v in args.qualities.split(",")]
+    points = []
+    for q in qs:
+        per = {"bpp": [], "psnr": [], "msssim": [], "est_over_actual": [], "enc_s": [], "dec_s": []}
+        for img in images:
+            h, w = img.shape[:2]
+            t0 = time.perf_counter()
+            if args.effort:
+                data = codec.encode(img, quality=q, effort=args.effort)
+                rec = None
+            else:
+                data, rec = codec.encode_with_reconstruction(img, q)
+            t1 = time.perf_counter()
+            out = codec.decode(data)
+            t2 = time.perf_counter()
+            if rec is not None and not np.array_equal(out, rec):
+                raise SystemExit(f"decoded image differs from the encoder's reconstruction (q={q})")
+            per["bpp"].append(bpp(len(data), h * w))
+            per["psnr"].append(psnr(img, out))
+            per["msssim"].append(ms_ssim(img, out))
+            per["est_over_actual"].append(estimated_bits(codec, img, q) / (len(data) * 8))
+            per["enc_s"].append(t1 - t0)
+            per["dec_s"].append(t2 - t1)
+        pt = {"quality": q, **{k: float(np.mean(v)) for k, v in per.items()}, "per_image": per}
+        points.append(pt)
+        print(json.dumps({k: round(v, 4) for k, v in pt.items() if k != "per_image"}), flush=True)
+
+    rates = [p["bpp"] for p in points]
+    ps = [p["psnr"] for p in points]
+    ms = [ms_ssim_db(p["msssim"]) for p in points]
+    anchors = json.loads(ANCHORS.read_text())["lossy"]
+    bd = {}
+    for name, a in anchors.items():
+        ar = [p["bpp"] for p in a["points"]]
+        bd[name] = {
+            "psnr_pchip": bd_rate(ar, [p["psnr"] for p in a["points"]], rates, ps, rate_range=(0.1, 2.0)),
+            "msssim_db_pchip": bd_rate(ar, [ms_ssim_db(p["msssim"]) for p in a["points"]], rates, ms,
+                                       rate_range=(0.1, 2.0)),
+        }
+    timing = {}
+    if args.timing_runs:
+        img = images[0]
+        enc, dec = [], []
+        for _ in range(args.timing_runs):
+            t0 = time.perf_counter()
+            data = codec.encode(img, quality=4.0, effort=args.effort)
+            t1 = time.perf_counter()
+            codec.decode(data)
+            dec.append(time.perf_counter() - t1)
+            enc.append(t1 - t0)
+        timing = {"image": files[0].name, "quality": 4.0, "effort": args.effort,
+                  "encode_s_median": statistics.median(enc), "decode_s_median": statistics.median(dec),
+                  "torch_threads": torch.get_num_threads()}
+    entry_path = Path(args.weights).with_suffix(".json")
+    entry = json.loads(entry_path.read_text()) if entry_path.exists() else {}
+    res = {"model_id": codec.model_id, "weights_sha256": codec.digest.hex(),
+           "steps": entry.get("steps"), "images": [f.name for f in files], "effort": args.effort,
+           "bpp": "codec.metrics.bpp of whole .ncz files", "points": points,
+           "bpp_range": [min(rates), max(rates)], "bd_rate_vs_anchors": bd, "timing": timing}
+    out = Path(args.out) if args.out else ROOT / "results" / "image" / f"kodak_{codec.model_id}" \
+        f"{'_effort%d' % args.effort if args.effort else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps({"bd_rate_psnr": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
+                      "bd_rate_msssim": {k: round(v["msssim_db_pchip"], 2) for k, v in bd.items()},
+                      "timing": timing}, indent=1))
+    try:
+        _plot(points, anchors, out.with_suffix(".png"), codec.model_id)
+    except Exception as e:  # plotting is a convenience
+        print(f"plot skipped: {e}")
+
+
+def _plot(points, anchors, path: Path, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for k, a in anchors.items():
+        ax.plot([p["bpp"] for p in a["points"]], [p["psnr"] for p in a["points"]], "--", label=k, lw=1)
+    ax.plot([p["bpp"] for p in points], [p["psnr"] for p in points], "o-k", label=f"ncodec {name}", lw=2)
+    ax.set_xlim(0, 2.0)
+    ax.set_xlabel("bpp (whole files)")
+    ax.set_ylabel("PSNR RGB (dB)")
+    ax.set_title("Kodak (24 images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
