@@ -1,0 +1,296 @@
+"""Lossless image coding with hidden Chow-Liu tree circuits on the shared rANS coder.
+
+Two kinds of shipped circuit (``codec/weights/lossless_*.safetensors`` + registry ``.json``):
+
+* ``hclt-photo`` (default): any 8-bit RGB or grey image of any size. Every pixel's G, R, B
+  prediction residuals are coded with their exact conditional pmf given 11 context variables
+  of the decoded neighbourhood (and the channels already coded), computed as circuit
+  marginals (:mod:`models.hclt_pixels`); wavefront order lets a whole anti-diagonal be decoded
+  as one batch. Grey images sum the colour variables out of the same circuit.
+* ``hclt-mnist`` / ``hclt-fashion-mnist``: one circuit over all 784 pixels of a 28x28 grey
+  image; every pixel is coded with its exact conditional given the pixels before it in the
+  tree's pre-order, by the efficient scheme of :mod:`models.hclt_coding`.
+
+Inputs: ``H x W x C`` uint8 with C = 1 (grey) or 3 (RGB). Alpha (C = 4) and 16-bit samples
+are refused with :class:`CodecError` (drop/flatten alpha or reduce to 8 bits first); they are
+never silently altered. All pmfs are float64 from fixed-order numba kernels: bit-identical on
+encoder and decoder at any thread count; the unit's symbol checksum guards the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bitstream import (ColorFormat, FormatError, Header, RansDecoder, RansEncoder, StreamKind,
+                       UnitType, pack, unpack)
+from bitstream.container import LIMITS
+
+from .errors import CodecError
+
+__all__ = ["LosslessCodec", "MODELS", "load_circuit"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: model id -> weights name (``codec/weights/lossless_<name>.*``)
+MODELS = {"hclt-photo": "photo", "hclt-mnist": "mnist", "hclt-fashion-mnist": "fashion_mnist"}
+PRECISION = 24  #: rANS precision of the pmf quantization
+_CHUNK = 8192  #: pixels per encoder batch (bounds memory: 3 x chunk x 256 float64)
+_SET_CHUNK = 128  #: images per batch of an image-set stream
+
+
+@lru_cache(maxsize=None)
+def load_circuit(model_id: str, weights_dir: str | None = None):
+    """``(tables, sha256 digest, registry entry)`` of a shipped circuit; checks the file's
+    sha256 against its registry entry."""
+    from safetensors.numpy import load
+
+    from models.hclt_coding import CircuitTables
+
+    if model_id not in MODELS:
+        raise CodecError(f"unknown lossless model {model_id!r} (known: {', '.join(MODELS)})")
+    d = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    path = d / f"lossless_{MODELS[model_id]}.safetensors"
+    try:
+        raw = path.read_bytes()
+        entry = json.loads((d / f"lossless_{MODELS[model_id]}.json").read_text())
+    except FileNotFoundError as e:
+        raise CodecError(f"weights of {model_id} missing: {e.filename}") from None
+    digest = hashlib.sha256(raw).digest()
+    if entry.get("sha256") != digest.hex():
+        raise CodecError(f"{path.name}: sha256 does not match its registry entry (corrupt weights)")
+    try:
+        tables = CircuitTables.from_codes(load(raw))
+    except Exception as e:  # noqa: BLE001 - any parse failure of a shipped file is one error
+        raise CodecError(f"{path.name}: cannot load the circuit ({e})") from None
+    return tables, digest, entry
+
+
+def _check_image(image) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise CodecError(f"expected an H x W x C image, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        raise CodecError("16-bit images are not supported by the lossless codec (8-bit only)")
+    if a.dtype != np.uint8:
+        raise CodecError(f"expected uint8 samples, got {a.dtype}")
+    if a.shape[2] == 4:
+        raise CodecError("images with alpha are not supported by the lossless codec "
+                         "(drop or flatten the alpha channel first)")
+    if a.shape[2] not in (1, 3):
+        raise CodecError(f"expected 1 (grey) or 3 (RGB) channels, got {a.shape[2]}")
+    h, w = a.shape[:2]
+    if h > LIMITS["max_dimension"] or w > LIMITS["max_dimension"] or h * w > LIMITS["max_pixels"]:
+        raise CodecError(f"image of {w}x{h} pixels exceeds the format limits")
+    return np.ascontiguousarray(a)
+
+
+@contextmanager
+def _serial_numba():
+    """Run numba kernels on the calling thread only: the decoder makes thousands of small
+    calls, and waking worker threads costs milliseconds per call on a loaded CPU."""
+    import numba
+
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(n)
+
+
+class LosslessCodec:
+    """Lossless coder: ``encode(image) -> bytes`` (a complete ``.ncz`` file) and
+    ``decode(bytes) -> image``. ``model`` picks the circuit used to *encode*; decoding always
+    uses the model named in the file (and checks its weights digest)."""
+
+    def __init__(self, model: str = "hclt-photo", weights_dir: str | None = None):
+        if model not in MODELS:
+            raise CodecError(f"unknown lossless model {model!r} (known: {', '.join(MODELS)})")
+        self.model = model
+        self.weights_dir = weights_dir
+
+    # -- public API -------------------------------------------------------------------------
+    def encode(self, image: np.ndarray) -> bytes:
+        """Code an ``H x W x C`` uint8 image (C = 1 or 3) losslessly; returns the file bytes."""
+        a = _check_image(image)
+        h, w, c = a.shape
+        tables, digest, _ = load_circuit(self.model, self.weights_dir)
+        enc = RansEncoder()
+        if self.model == "hclt-photo":
+            self._encode_photo(tables, a, enc)
+        else:
+            self._check_small(tables, h, w, c)
+            x = a.reshape(1, -1).astype(np.int64)
+            with _serial_numba():
+                enc.encode_categorical(x[0, tables.order], tables.conditionals(x)[0], PRECISION)
+        payload = enc.flush()
+        header = Header(StreamKind.LOSSLESS, w, h, ColorFormat.GRAY if c == 1 else ColorFormat.RGB,
+                        8, model_id=self.model, weights_digest=digest,
+                        params={"codec": "hclt", "precision": PRECISION})
+        return pack(header, [(UnitType.KEY, enc.checksum, payload)])
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The exact pixels of a file made by :meth:`encode` (``H x W x C`` uint8)."""
+        header, units = unpack(data)
+        if header.kind != StreamKind.LOSSLESS:
+            raise CodecError(f"not a lossless stream ({StreamKind(header.kind).name.lower()})")
+        if header.model_id not in MODELS:
+            raise CodecError(f"file needs lossless model {header.model_id!r}, which this build lacks")
+        if header.color_format not in (ColorFormat.GRAY, ColorFormat.RGB) or header.bit_depth != 8:
+            raise FormatError(f"lossless stream with unsupported colour format "
+                              f"{ColorFormat(header.color_format).name} / bit depth {header.bit_depth}")
+        if "count" in header.params:
+            raise FormatError("this file holds a set of images: decode it with decode_set")
+        if header.params.get("precision") != PRECISION or header.params.get("codec") != "hclt":
+            raise FormatError("lossless stream parameters are not the ones this decoder knows")
+        if len(units) != 1:
+            raise FormatError(f"a lossless image holds 1 unit, this file has {len(units)}")
+        tables, digest, _ = load_circuit(header.model_id, self.weights_dir)
+        if header.weights_digest != digest:
+            raise CodecError(f"file was made with other weights for {header.model_id} "
+                             f"(digest {header.weights_digest.hex()[:16]}..., "
+                             f"shipped {digest.hex()[:16]}...)")
+        h, w = header.height, header.width
+        c = 1 if header.color_format == ColorFormat.GRAY else 3
+        dec = RansDecoder(units[0].payload)
+        with _serial_numba():
+            if header.model_id == "hclt-photo":
+                out = self._decode_photo(tables, dec, h, w, c)
+            else:
+                out = self._decode_small(tables, dec, h, w, c, header.model_id)
+        dec.finish()
+        if dec.checksum != units[0].checksum:
+            raise FormatError("decoded symbols do not match the stream's checksum")
+        return out
+
+    def encode_set(self, images: np.ndarray) -> bytes:
+        """Code ``N`` 28x28 grey images (``N x 28 x 28`` uint8) with a small-image circuit as
+        one file: one rANS stream, one header (the container overhead is paid once)."""
+        if self.model == "hclt-photo":
+            raise CodecError("encode_set is for the 28x28 circuits (hclt-mnist, hclt-fashion-mnist)")
+        a = np.asarray(images)
+        if a.ndim != 3 or a.dtype != np.uint8 or len(a) < 1:
+            raise CodecError(f"expected N x H x W uint8 images, got {a.shape} {a.dtype}")
+        tables, digest, _ = load_circuit(self.model, self.weights_dir)
+        n, h, w = a.shape
+        self._check_small(tables, h, w, 1)
+        x = a.reshape(n, -1).astype(np.int64)
+        enc = RansEncoder()
+        for c0 in range(0, n, _SET_CHUNK):  # per chunk of images: variable-major
+            xc = x[c0:c0 + _SET_CHUNK]
+            pmf = tables.conditionals(xc)  # (chunk, D, V)
+            enc.encode_categorical(xc[:, tables.order].T.reshape(-1),
+                                   pmf.transpose(1, 0, 2).reshape(-1, tables.alphabet), PRECISION)
+        header = Header(StreamKind.LOSSLESS, w, h, ColorFormat.GRAY, 8, model_id=self.model,
+                        weights_digest=digest,
+                        params={"codec": "hclt", "precision": PRECISION, "count": n})
+        return pack(header, [(UnitType.KEY, enc.checksum, enc.flush())])
+
+    def decode_set(self, data: bytes) -> np.ndarray:
+        """Inverse of :meth:`encode_set`: ``N x 28 x 28`` uint8."""
+        header, units = unpack(data)
+        n = header.params.get("count")
+        if header.kind != StreamKind.LOSSLESS or not isinstance(n, int) or len(units) != 1:
+            raise FormatError("not a lossless image-set stream")
+        if n < 1 or n * header.width * header.height > LIMITS["max_pixels"]:
+            raise FormatError(f"image-set count {n} out of range")
+        if header.model_id not in MODELS or header.model_id == "hclt-photo":
+            raise CodecError(f"image-set stream with unknown model {header.model_id!r}")
+        tables, digest, _ = load_circuit(header.model_id, self.weights_dir)
+        if header.weights_digest != digest:
+            raise CodecError(f"file was made with other weights for {header.model_id}")
+        if header.width * header.height != tables.num_vars:
+            raise FormatError("image size does not match the circuit")
+        dec = RansDecoder(units[0].payload)
+        x = np.empty((n, tables.num_vars), np.int64)
+        with _serial_numba():
+            for c0 in range(0, n, _SET_CHUNK):
+                seq = tables.sequential(min(_SET_CHUNK, n - c0))
+                for i in range(tables.num_vars):
+                    s = dec.decode_categorical(seq.pmfs(i), PRECISION)
+                    seq.observe(i, s)
+                    x[c0:c0 + _SET_CHUNK, tables.order[i]] = s
+        dec.finish()
+        if dec.checksum != units[0].checksum:
+            raise FormatError("decoded symbols do not match the stream's checksum")
+        return x.reshape(n, header.height, header.width).astype(np.uint8)
+
+    # -- internals --------------------------------------------------------------------------
+    @staticmethod
+    def _check_small(tables, h, w, c) -> None:
+        if c != 1 or h * w != tables.num_vars:
+            raise CodecError(f"this circuit codes {tables.num_vars}-pixel grey images "
+                             f"(28x28), got {w}x{h}x{c}; use the default model for photos")
+
+    @staticmethod
+    def _decode_small(tables, dec: RansDecoder, h: int, w: int, c: int, model_id: str) -> np.ndarray:
+        if h * w != tables.num_vars or c != 1:
+            raise FormatError(f"{model_id} codes {tables.num_vars}-pixel grey images, "
+                              f"the header says {w}x{h}x{c}")
+        seq = tables.sequential(1)
+        x = np.empty(tables.num_vars, np.int64)
+        for i in range(tables.num_vars):
+            s = dec.decode_categorical(seq.pmfs(i), PRECISION)
+            seq.observe(i, s)
+            x[tables.order[i]] = s[0]
+        return x.reshape(h, w, 1).astype(np.uint8)
+
+    @staticmethod
+    def _observed(c: int) -> list[np.ndarray]:
+        """Per coded channel: the circuit variables observed when it is coded."""
+        from models.hclt_pixels import COLOR_CONTEXT, GRAY_CONTEXT, NUM_VARS
+
+        ctx = GRAY_CONTEXT if c == 1 else COLOR_CONTEXT
+        masks = []
+        for ch in range(c):
+            m = np.zeros(NUM_VARS, bool)
+            m[list(ctx)] = True
+            m[:ch] = True
+            masks.append(m)
+        return masks
+
+    def _encode_photo(self, tables, a: np.ndarray, enc: RansEncoder) -> None:
+        from models.hclt_pixels import pixel_variables, wavefronts
+
+        h, w, c = a.shape
+        rows = pixel_variables(a)
+        order, ptr = wavefronts(h, w)
+        masks = self._observed(c)
+        wave_of = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        t0 = 0
+        while t0 < len(ptr) - 1:
+            t1 = int(np.searchsorted(ptr, ptr[t0] + _CHUNK, side="right")) - 1
+            t1 = max(t1, t0 + 1)
+            sel = slice(ptr[t0], ptr[t1])
+            pix, wid = order[sel], wave_of[sel]
+            sub = rows[pix]
+            pmf = np.concatenate([tables.query(sub, masks[ch], ch) for ch in range(c)])
+            syms = np.concatenate([sub[:, ch] for ch in range(c)])
+            key = np.concatenate([wid * c + ch for ch in range(c)])
+            perm = np.argsort(key, kind="stable")  # wave by wave: G of the wave, then R, B
+            enc.encode_categorical(syms[perm], pmf[perm], PRECISION)
+            t0 = t1
+
+    def _decode_photo(self, tables, dec: RansDecoder, h: int, w: int, c: int) -> np.ndarray:
+        from models.hclt_pixels import context_rows, reconstruct, wavefronts
+
+        order, ptr = wavefronts(h, w)
+        masks = self._observed(c)
+        img = np.zeros((3, h, w), np.int64)
+        res = np.zeros_like(img)
+        for t in range(len(ptr) - 1):
+            pix = order[ptr[t]:ptr[t + 1]]
+            rows = context_rows(img, res, pix)
+            for ch in range(c):
+                s = dec.decode_categorical(tables.query(rows, masks[ch], ch), PRECISION)
+                rows[:, ch] = s
+                reconstruct(img, res, pix, ch, s)
+        if c == 1:
+            return img[0][:, :, None].astype(np.uint8)
+        return np.stack([img[1], img[0], img[2]], -1).astype(np.uint8)
