@@ -140,7 +140,9 @@ def bench_compressai_g(symbols, scales, ideal, repeats):
 
     def dec():
         idx = gc.build_indexes(t_scales).tolist()
-        return CDec().decode_stream(data, idx, cdf, lengths, offsets)
+        d = CDec()
+        d.set_stream(data)
+        return d.decode_stream(idx, cdf, lengths, offsets)
 
     enc_s, data = _median_time(enc, repeats)
     dec_s, out = _median_time(dec, repeats)
@@ -175,9 +177,13 @@ def bench_compressai_c(symbols, pmf, ideal, repeats, chunk=16384):
                                            [k + 2] * (b - a), [0] * (b - a)) for a, b in spans]
 
     def dec():
-        return np.concatenate([CDec().decode_stream(d, list(range(b - a)), cdfs(a, b),
-                                                    [k + 2] * (b - a), [0] * (b - a))
-                               for d, (a, b) in zip(data, spans)])
+        out = []
+        for d, (a, b) in zip(data, spans):
+            dec = CDec()
+            dec.set_stream(d)
+            out.append(dec.decode_stream(list(range(b - a)), cdfs(a, b), [k + 2] * (b - a),
+                                         [0] * (b - a)))
+        return np.concatenate(out)
 
     enc_s, data = _median_time(enc, repeats)
     dec_s, out = _median_time(dec, repeats)
