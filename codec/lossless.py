@@ -38,7 +38,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: model id -> weights name (``codec/weights/lossless_<name>.*``)
 MODELS = {"hclt-photo": "photo", "hclt-mnist": "mnist", "hclt-fashion-mnist": "fashion_mnist"}
 PRECISION = 24  #: rANS precision of the pmf quantization
-_CHUNK = 8192  #: pixels per encoder batch (bounds memory: 3 x chunk x 256 float64)
+ADAPT_STRENGTH = 32.0  #: photo codec: weight of the shipped target leaves, in pseudo-samples (measured: 16-64 best)
 _SET_CHUNK = 128  #: images per batch of an image-set stream
 
 
@@ -255,42 +255,46 @@ class LosslessCodec:
             masks.append(m)
         return masks
 
-    def _encode_photo(self, tables, a: np.ndarray, enc: RansEncoder) -> None:
-        from models.hclt_pixels import pixel_variables, wavefronts
-
-        h, w, c = a.shape
-        rows = pixel_variables(a)
-        order, ptr = wavefronts(h, w)
-        masks = self._observed(c)
-        wave_of = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
-        t0 = 0
-        while t0 < len(ptr) - 1:
-            t1 = int(np.searchsorted(ptr, ptr[t0] + _CHUNK, side="right")) - 1
-            t1 = max(t1, t0 + 1)
-            sel = slice(ptr[t0], ptr[t1])
-            pix, wid = order[sel], wave_of[sel]
-            sub = rows[pix]
-            pmf = np.concatenate([tables.query(sub, masks[ch], ch) for ch in range(c)])
-            syms = np.concatenate([sub[:, ch] for ch in range(c)])
-            key = np.concatenate([wid * c + ch for ch in range(c)])
-            perm = np.argsort(key, kind="stable")  # wave by wave: G of the wave, then R, B
-            enc.encode_categorical(syms[perm], pmf[perm], PRECISION)
-            t0 = t1
-
-    def _decode_photo(self, tables, dec: RansDecoder, h: int, w: int, c: int) -> np.ndarray:
+    def _photo_waves(self, tables, h: int, w: int, c: int, code) -> np.ndarray:
+        """The one wavefront loop of the photo codec, shared by encoder and decoder:
+        ``code(ch, pix, pmf) -> symbols`` codes (or decodes) channel ``ch`` of pixels ``pix``.
+        The target leaves adapt to the image as it is coded (:class:`AdaptiveLeaf`)."""
+        from models.hclt_coding import AdaptiveLeaf
         from models.hclt_pixels import context_rows, reconstruct, wavefronts
 
         order, ptr = wavefronts(h, w)
         masks = self._observed(c)
+        leaves = [AdaptiveLeaf(tables, ch, ADAPT_STRENGTH) for ch in range(c)]
         img = np.zeros((3, h, w), np.int64)
         res = np.zeros_like(img)
         for t in range(len(ptr) - 1):
             pix = order[ptr[t]:ptr[t + 1]]
             rows = context_rows(img, res, pix)
             for ch in range(c):
-                s = dec.decode_categorical(tables.query(rows, masks[ch], ch), PRECISION)
+                pmf, wts = tables.query(rows, masks[ch], ch, leaves[ch], weights=True)
+                s = code(ch, pix, pmf)
                 rows[:, ch] = s
                 reconstruct(img, res, pix, ch, s)
+                leaves[ch].update(wts, s)
+        return img
+
+    def _encode_photo(self, tables, a: np.ndarray, enc: RansEncoder) -> None:
+        from models.hclt_pixels import pixel_variables
+
+        h, w, c = a.shape
+        targets = pixel_variables(a)
+
+        def code(ch, pix, pmf):
+            s = targets[pix, ch]
+            enc.encode_categorical(s, pmf, PRECISION)
+            return s
+
+        with _serial_numba():
+            self._photo_waves(tables, h, w, c, code)
+
+    def _decode_photo(self, tables, dec: RansDecoder, h: int, w: int, c: int) -> np.ndarray:
+        img = self._photo_waves(tables, h, w, c,
+                                lambda ch, pix, pmf: dec.decode_categorical(pmf, PRECISION))
         if c == 1:
             return img[0][:, :, None].astype(np.uint8)
         return np.stack([img[1], img[0], img[2]], -1).astype(np.uint8)

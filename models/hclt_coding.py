@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["CircuitTables", "dequantize", "naive_conditionals"]
+__all__ = ["CircuitTables", "SequentialDecoder", "AdaptiveLeaf", "dequantize", "tree_tables"]
 
 _jit = nb.njit(cache=True, nogil=True)
 
@@ -188,9 +188,11 @@ def _step_observe(i, xs, order, parent, close_ptr, close_idx, trans, leaf, ins, 
 # ------------------------------------------------------------------------------------------
 @_jit
 def _query(xrow, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-           ins, msg, out, tmp, row):
+           ins, msg, out, tmp, row, qleaf, wrow):
     """p(X_j = . | the variables with observed[.] true) into ``row`` (unnormalised), by one
-    full upward pass (reverse pre-order) and the outside pass down the root-to-j path."""
+    full upward pass (reverse pre-order) and the outside pass down the root-to-j path.
+    ``qleaf`` (K x V) is the leaf used for X_j itself (``leaf[j]``, or an adapted copy);
+    ``wrow`` receives the weights of j's hidden states (``row = wrow @ qleaf``)."""
     d, k = trans.shape[0], trans.shape[1]
     for t in range(d - 1, -1, -1):
         u = order[t]
@@ -249,8 +251,9 @@ def _query(xrow, observed, j, order, parent, child_ptr, child_idx, prior, trans,
         row[i] = 0.0
     for a in range(k):
         w = out[a] * ins[j, a]
+        wrow[a] = w
         for i in range(v):
-            row[i] += w * leaf[j, a, i]
+            row[i] += w * qleaf[a, i]
 
 
 @_jit
@@ -266,12 +269,13 @@ def _naive_all(x, order, parent, child_ptr, child_idx, prior, trans, leaf, pmf):
         for i in range(d):
             j = order[i]
             _query(x[bi], observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-                   ins, msg, out, tmp, pmf[bi, i])
+                   ins, msg, out, tmp, pmf[bi, i], leaf[j], out)
             observed[j] = True
 
 
 @_jit
-def _queries(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf, rows):
+def _queries(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf, rows,
+             qleaf, wts):
     d, k = trans.shape[0], trans.shape[1]
     ins = np.empty((d, k))
     msg = np.empty((d, k))
@@ -279,7 +283,7 @@ def _queries(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, 
     tmp = np.empty(max(d, k))
     for r in range(x.shape[0]):
         _query(x[r], observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-               ins, msg, out, tmp, rows[r])
+               ins, msg, out, tmp, rows[r], qleaf, wts[r])
 
 
 _pjit = nb.njit(cache=True, nogil=True, parallel=True)
@@ -287,7 +291,8 @@ _BLOCK = 256
 
 
 @_pjit
-def _queries_par(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf, rows):
+def _queries_par(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf, rows,
+                 qleaf, wts):
     """:func:`_queries` over blocks of rows in parallel (each row is computed by the same
     serial code, so the result does not depend on the thread count)."""
     d, k = trans.shape[0], trans.shape[1]
@@ -299,7 +304,46 @@ def _queries_par(x, observed, j, order, parent, child_ptr, child_idx, prior, tra
         tmp = np.empty(max(d, k))
         for r in range(bk * _BLOCK, min(x.shape[0], (bk + 1) * _BLOCK)):
             _query(x[r], observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-                   ins, msg, out, tmp, rows[r])
+                   ins, msg, out, tmp, rows[r], qleaf, wts[r])
+
+
+@_jit
+def _adapt(wts, syms, qleaf, counts, totals, base, strength):
+    """Online EM of one variable's leaf: add each coded symbol's hidden-state posterior
+    (``wts[r] * qleaf[:, sym]``, normalised) to ``counts``, then
+    ``qleaf = (strength * base + counts) / (strength + totals)``. Fixed order: deterministic."""
+    k, v = qleaf.shape
+    post = np.empty(k)
+    for r in range(syms.shape[0]):
+        e = syms[r]
+        s = 0.0
+        for a in range(k):
+            post[a] = wts[r, a] * qleaf[a, e]
+            s += post[a]
+        for a in range(k):
+            counts[a, e] += post[a] / s
+            totals[a] += post[a] / s
+    for a in range(k):
+        den = strength + totals[a]
+        for i in range(v):
+            qleaf[a, i] = (strength * base[a, i] + counts[a, i]) / den
+
+
+class AdaptiveLeaf:
+    """A variable's leaf that adapts to the data being coded (online EM on the symbols coded
+    so far, pulled towards the shipped leaf with weight ``strength`` pseudo-samples). Encoder
+    and decoder make the same :meth:`update` calls, so they stay bit-identical."""
+
+    def __init__(self, tables: "CircuitTables", j: int, strength: float):
+        self.base = np.ascontiguousarray(tables.leaf[j])
+        self.leaf = self.base.copy()
+        self.counts = np.zeros_like(self.base)
+        self.totals = np.zeros(self.base.shape[0])
+        self.strength = float(strength)
+
+    def update(self, wts: np.ndarray, syms: np.ndarray) -> None:
+        _adapt(wts, np.ascontiguousarray(syms, np.int64), self.leaf, self.counts, self.totals,
+               self.base, self.strength)
 
 
 class CircuitTables:
@@ -351,15 +395,21 @@ class CircuitTables:
                    self.trans, self.leaf, pmf)
         return pmf
 
-    def query(self, x: np.ndarray, observed: np.ndarray, j: int) -> np.ndarray:
+    def query(self, x: np.ndarray, observed: np.ndarray, j: int,
+              leaf: "AdaptiveLeaf | None" = None, weights: bool = False):
         """``p(X_j = . | X_S)`` for each row of ``x`` (``N x D``), ``S`` = ``observed``
-        (bool ``D``; variables outside S are summed out). Returns ``N x V`` (unnormalised)."""
+        (bool ``D``; variables outside S are summed out). Returns ``N x V`` (unnormalised),
+        and with ``weights`` also the ``N x K`` hidden-state weights of X_j. ``leaf``: an
+        :class:`AdaptiveLeaf` used for X_j instead of the shipped one."""
         x = np.ascontiguousarray(x, np.int64)
         rows = np.empty((x.shape[0], self.alphabet))
+        wts = np.empty((x.shape[0], self.prior.shape[0]))
+        qleaf = self.leaf[j] if leaf is None else leaf.leaf
         # thread launches cost milliseconds on a loaded machine: small batches stay serial
         (_queries_par if x.shape[0] >= 16 * _BLOCK else _queries)(x, np.ascontiguousarray(observed, np.bool_), j, self.order, self.parent,
-                 self.child_ptr, self.child_idx, self.prior, self.trans, self.leaf, rows)
-        return rows
+                 self.child_ptr, self.child_idx, self.prior, self.trans, self.leaf, rows,
+                 np.ascontiguousarray(qleaf), wts)
+        return (rows, wts) if weights else rows
 
     def sequential(self, batch: int) -> "SequentialDecoder":
         """A decoder-side state for ``batch`` rows coded in pre-order."""
