@@ -420,30 +420,61 @@ def _decode_indexed(states, words, io, indexes, cdf, bases, sizes, offsets, prec
     return
 
 
+@_pjit
+def _row_scales(pmf, bits, precision, ws, scs):
+    total = 1 << precision
+    bad = 0
+    for r in nb.prange(pmf.shape[0]):
+        ws[r], scs[r] = _row_scale(pmf[r], bits[r], total)
+        if scs[r] < 0.0:
+            bad += 1
+    return bad
+
+
 @_jit
-def _decode_categorical(states, words, io, cum, precision, out):
-    """Decode one symbol per row of ``cum`` (cumulative frequencies from ``_cum_rows``)."""
+def _decode_categorical(states, words, io, pmf, ws, scs, precision, out):
+    """Decode one symbol per pmf row, with ``(w, sc)`` from ``_row_scales``. Per row: the
+    frequencies as in ``_cum_rows`` (vectorised), their sums per block of 16, a bisection
+    over the block starts and a short scan inside the block."""
     cur = io[0]
     op = io[1]
     lanes = states.shape[0]
     total = np.int64(1) << precision
     mask = np.uint64(total - 1)
-    k = cum.shape[1]
-    for r in range(cum.shape[0]):
+    k = pmf.shape[1]
+    blk = 16
+    nblk = (k + blk - 1) // blk
+    row = np.zeros(nblk * blk, np.int32)
+    starts = np.empty(nblk, np.int64)
+    for r in range(pmf.shape[0]):
+        w = ws[r]
+        sc = scs[r]
+        for i in range(k):
+            row[i] = _q(pmf[r, i], w, sc) + 1
+        acc = 0
+        for b in range(nblk):
+            starts[b] = acc
+            s = 0
+            for j in range(b * blk, b * blk + blk):
+                s += row[j]
+            acc += s
         lane = op % lanes
         op += 1
         slot = np.int64(states[lane] & mask)
-        row = cum[r]
-        lo = 0  # the largest i with row[i] <= slot (row[0] == 0), by branch-free bisection
-        n = k
+        b = 0  # the last block whose start is <= slot (starts[0] == 0)
+        n = nblk
         while n > 1:
             half = n >> 1
-            lo = lo + half if row[lo + half] <= slot else lo
+            b = b + half if starts[b + half] <= slot else b
             n -= half
-        start = row[lo]
-        f = (row[lo + 1] if lo + 1 < k else total) - start
-        cur = _pop(states, lane, words, cur, start, f, precision, np.uint64(slot))
-        out[r] = lo
+        cum = starts[b]
+        i = b * blk
+        while i < k - 1 and cum + row[i] <= slot:  # the last entry takes the rest
+            cum += row[i]
+            i += 1
+        f = row[i] if i < k - 1 else total - cum
+        cur = _pop(states, lane, words, cur, cum, f, precision, np.uint64(slot))
+        out[r] = i
     io[0] = cur
     io[1] = op
 
@@ -573,15 +604,11 @@ class RansDecoder:
         pmf = _check_pmf(pmf, precision)
         n = pmf.shape[0]
         out = np.empty(n, np.int32)
-        step = max(1, (1 << 22) // pmf.shape[1])  # rows per chunk: 16 MiB of frequencies
-        cum = np.empty((min(n, step), pmf.shape[1]), np.int32)
-        bits = _bits(pmf)
-        for a in range(0, n, step):  # quantize a chunk on all cores, then decode it
-            b = min(n, a + step)
-            if _cum_rows(pmf[a:b], bits[a:b], precision, cum[:b - a]):
-                raise ValueError("pmf rows must be finite, non-negative and not all zero")
-            _decode_categorical(self._states, self._words, self._io, cum[:b - a], precision,
-                                out[a:b])
+        ws = np.empty(n, np.float64)
+        scs = np.empty(n, np.float64)
+        if _row_scales(pmf, _bits(pmf), precision, ws, scs):
+            raise ValueError("pmf rows must be finite, non-negative and not all zero")
+        _decode_categorical(self._states, self._words, self._io, pmf, ws, scs, precision, out)
         return self._done(out)
 
     def finish(self) -> None:
