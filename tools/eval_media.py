@@ -29,13 +29,24 @@ def datasets_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
-def resolve_inputs(spec: str) -> tuple[str, list[Path]]:
-    """``(kind, files)`` for a folder, a single file or a named set (a folder name under
+def resolve_inputs(specs: str | list[str]) -> tuple[str, list[Path]]:
+    """``(kind, files)`` for folders, files or named sets (a folder name under
     :func:`datasets_root`, e.g. ``kodak`` or ``video``); kind is ``"image"`` or ``"video"``.
 
-    Folders are searched recursively; files are sorted by path. A folder holding both kinds
-    is evaluated as video only if it holds no image, so mixed folders must be split.
+    Folders are searched recursively, their files sorted by path; a folder holding both
+    kinds is evaluated as images. All inputs together must be of one kind.
     """
+    kinds, files = set(), []
+    for spec in [specs] if isinstance(specs, str) else specs:
+        kind, found = _resolve(spec)
+        kinds.add(kind)
+        files += [f for f in found if f not in files]
+    if len(kinds) > 1:
+        raise CodecError("the inputs mix images and videos; evaluate them separately")
+    return kinds.pop(), files
+
+
+def _resolve(spec: str) -> tuple[str, list[Path]]:
     p = Path(spec)
     if not p.exists():
         named = datasets_root() / spec

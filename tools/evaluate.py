@@ -15,6 +15,7 @@ and ``table.md`` (the README table), ``meta.json`` (versions, command, inputs).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -45,6 +46,20 @@ VIDEO_METRICS = ("bpp", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "psnr_rgb", "m
                  "enc_s", "dec_s", "enc_fps", "dec_fps")
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Metrics run with one torch thread: on a busy machine, multi-threaded small convolutions
+    (MS-SSIM) spin and run ~10x slower; the codecs under test keep their own threading."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def _timed(fn, repeats: int):
     """(result of the first call, median wall time over ``repeats`` calls)."""
     times, result = [], None
@@ -67,9 +82,10 @@ def measure_image(adapter, setting, img: np.ndarray, repeats: int = 1,
         raise CodecError(f"{adapter.name}: decoded {rec.shape} {rec.dtype}, "
                          f"expected {img.shape} uint8")
     h, w = img.shape[:2]
+    with _one_torch_thread():
+        ms = ms_ssim(img, rec) if with_msssim else math.nan
     return {"width": w, "height": h, "bytes": len(data), "bpp": bpp(len(data), h * w),
-            "psnr_rgb": psnr(img, rec),
-            "ms_ssim_rgb": ms_ssim(img, rec) if with_msssim else math.nan,
+            "psnr_rgb": psnr(img, rec), "ms_ssim_rgb": ms,
             "exact": bool(np.array_equal(img, rec)), "enc_s": enc_s, "dec_s": dec_s}
 
 
@@ -94,7 +110,8 @@ def measure_video(adapter, setting, video, ref_rgb: np.ndarray | None = None,
         per["psnr_yuv"].append(p["yuv"])
         rgb = yuv420_to_rgb(dec.y[t], dec.u[t], dec.v[t], video.full_range)
         per["psnr_rgb"].append(psnr(ref_rgb[t], rgb))
-        per["ms_ssim_rgb"].append(ms_ssim(ref_rgb[t], rgb) if with_msssim else math.nan)
+        with _one_torch_thread():
+            per["ms_ssim_rgb"].append(ms_ssim(ref_rgb[t], rgb) if with_msssim else math.nan)
     n = video.frames
     rec = {"width": video.width, "height": video.height, "frames": n, "bytes": len(data),
            "bpp": bpp(len(data), video.width * video.height * n),
@@ -441,8 +458,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="rate-distortion evaluation against the classic codecs",
         description=__doc__.split("\n\n")[1])
-    p.add_argument("input", help="folder of images or videos, a file, or a named set under "
-                                 "../shared/datasets (kodak, video, ...)")
+    p.add_argument("input", nargs="+", help="folders of images or videos, files, or named "
+                                            "sets under ../shared/datasets (kodak, video, ...)")
     p.add_argument("-c", "--codecs", help="comma-separated codec names, name@variant for a "
                    "preset/effort (default: all classic ones of the input's kind, plus "
                    "ncodec's own where available); `--codecs list` lists them")
@@ -496,12 +513,12 @@ def run(args) -> int:
     if reference not in [a.name for a in adapters]:
         reference = next((a.name for a in adapters if not a.lossless), adapters[0].name)
     rate_range = tuple(args.bd_range) if args.bd_range else ((0.1, 2.0) if kind == "image" else None)
-    out = Path(args.out or f"eval-{Path(args.input).name}")
+    out = Path(args.out or f"eval-{Path(args.input[0]).name}")
     cache = ResultCache(None if args.no_cache else Path(args.cache) if args.cache else out / ".cache")
     t0 = time.perf_counter()
     records = evaluate(kind, files, adapters, args.repeats, cache, args.frames,
                        not args.no_msssim, progress=not args.quiet)
-    meta = {"input": args.input, "kind": kind, "items": [f.name for f in files],
+    meta = {"input": " ".join(args.input), "kind": kind, "items": [f.name for f in files],
             "command": "ncodec " + " ".join(sys.argv[1:]) if sys.argv else "",
             "repeats": args.repeats, "reference": reference, "rate_range": rate_range,
             "frames": args.frames if kind == "video" else None,
