@@ -158,3 +158,23 @@ def test_reproduces_kodak_anchors_on_two_images(codec, param):
     for i, r in enumerate(recs):
         assert r["bpp"] == pytest.approx(point["per_image"]["bpp"][i], rel=0.01)
         assert r["psnr_rgb"] == pytest.approx(point["per_image"]["psnr"][i], abs=0.05)
+
+
+def test_anchor_check_reports_deltas(tmp_path):
+    from tools.eval_anchors import check_images
+
+    (tmp_path / "per_image.csv").write_text(
+        "codec,setting,item,bpp,psnr_rgb,ms_ssim_rgb,exact\n"
+        "jpeg420,50,a.png,1.01,30.02,0.91,False\n"
+        "jpeg420,50,b.png,0.99,30.00,0.90,False\n"
+        "png,None,a.png,12.0,,,True\n"
+        "png,None,b.png,14.0,,,True\n")
+    anchors = {"meta": {"images": ["a.png", "b.png"]},
+               "lossy": {"jpeg420": {"points": [{"param": 50, "bpp": 0.99, "psnr": 30.0,
+                                                 "msssim": 0.905}]}},
+               "lossless": {"png": {"bpp": 13.0}}}
+    rows = {r["codec"]: r for r in check_images(tmp_path, anchors)}
+    assert rows["jpeg420"]["bpp_diff_pct"] == pytest.approx(100 / 99)
+    assert rows["jpeg420"]["psnr_diff_db"] == pytest.approx(0.01)
+    assert rows["jpeg420"]["msssim_diff"] == pytest.approx(0.0)
+    assert rows["png"]["bpp_diff_pct"] == pytest.approx(0.0) and rows["png"]["exact"]

@@ -91,15 +91,18 @@ class NcodecImage(ImageAdapter):
 
 
 class NcodecLossless(ImageAdapter):
-    """ncodec's learned lossless codec (``codec.lossless.LosslessCodec``)."""
+    """ncodec's learned lossless codec (``codec.lossless.LosslessCodec``); the variant after
+    ``@`` names the circuit model (default: the codec's own default)."""
 
-    name, settings, lossless = "ncodec-lossless", (None,), True
+    settings, lossless = (None,), True
 
     def __init__(self, variant: str | None = None):
-        from codec.lossless import LosslessCodec
+        from codec.lossless import LosslessCodec, load_circuit
 
-        self.codec = LosslessCodec()
-        self.description = "ncodec learned lossless codec (probabilistic circuit)"
+        self.codec = LosslessCodec(model=variant) if variant else LosslessCodec()
+        self.name = "ncodec-lossless" + (f"@{variant}" if variant else "")
+        self.digest = load_circuit(self.codec.model)[1]
+        self.description = f"ncodec learned lossless codec (circuit {self.codec.model})"
 
     def encode(self, img, setting):
         return self.codec.encode(img)
@@ -108,7 +111,7 @@ class NcodecLossless(ImageAdapter):
         return self.codec.decode(data)
 
     def signature(self):
-        return f"{super().signature()}|{bytes(getattr(self.codec, 'digest', b'')).hex()}"
+        return f"{super().signature()}|{bytes(self.digest).hex()}"
 
 
 def _factories() -> tuple[dict, dict]:

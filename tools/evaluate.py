@@ -458,7 +458,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="rate-distortion evaluation against the classic codecs",
         description=__doc__.split("\n\n")[1])
-    p.add_argument("input", nargs="+", help="folders of images or videos, files, or named "
+    p.add_argument("input", nargs="*", help="folders of images or videos, files, or named "
                                             "sets under ../shared/datasets (kodak, video, ...)")
     p.add_argument("-c", "--codecs", help="comma-separated codec names, name@variant for a "
                    "preset/effort (default: all classic ones of the input's kind, plus "
@@ -493,6 +493,8 @@ def run(args) -> int:
         for kind in ("image", "video"):
             print(f"{kind}: {', '.join(codec_names(kind))}")
         return 0
+    if not args.input:
+        raise CodecError("no input given (a folder, file or named set such as kodak)")
     kind, files = resolve_inputs(args.input)
     if args.limit:
         files = files[:args.limit]
