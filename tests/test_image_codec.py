@@ -157,3 +157,48 @@ def test_shipped_model_quality_and_rate_control():
     target = bpp(len(c.encode(img, quality=3.3)), img.shape[0] * img.shape[1]) * 1.1
     got = bpp(len(c.encode(img, bpp=target)), img.shape[0] * img.shape[1])
     assert abs(got / target - 1) < 0.03
+
+
+def test_effort_refinement_decodes(codec):
+    img = _images()[0][:64, :64]
+    data = codec.encode(img, quality=1.0, effort=1)  # SGA: encoder only
+    out = codec.decode(data)
+    assert out.shape == img.shape
+
+
+def test_bpp_and_psnr_targets(codec):
+    pytest.importorskip("codec.metrics")
+    from codec.metrics import bpp, psnr
+
+    img = _images()[0][:64, :64]
+    npx = img.shape[0] * img.shape[1]
+    lo, hi = bpp(len(codec.encode(img, quality=0.0)), npx), bpp(len(codec.encode(img, quality=2.0)), npx)
+    target = 0.5 * (lo + hi)
+    got = bpp(len(codec.encode(img, bpp=target)), npx)
+    assert abs(got / target - 1) < 0.03 or lo == hi
+    p_lo = psnr(img, codec.decode(codec.encode(img, quality=0.0)))
+    data = codec.encode(img, psnr=p_lo + 0.01)
+    assert psnr(img, codec.decode(data)) >= p_lo + 0.01 or unpack(data)[0].quality == 2.0
+
+
+_MEM_SCRIPT = """
+import resource, sys, numpy as np
+from codec.image import ImageCodec
+c = ImageCodec(sys.argv[1] if len(sys.argv) > 1 else None)
+rng = np.random.default_rng(0)
+img = (np.linspace(0, 255, 3840)[None, :, None] * np.ones((2160, 1, 3))
+       + rng.normal(0, 8, (2160, 3840, 3))).clip(0, 255).astype(np.uint8)
+out = c.decode(c.encode(img, quality=3.0))
+assert out.shape == img.shape
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_4k_peak_memory(weights):
+    """A 3840x2160 photo encodes and decodes in one process under 4 GiB peak RSS."""
+    args = [] if SHIPPED.exists() else [str(weights)]
+    r = subprocess.run([sys.executable, "-c", _MEM_SCRIPT, *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert int(r.stdout.split()[-1]) < 4 * 2 ** 30

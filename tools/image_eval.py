@@ -57,6 +57,8 @@ def main(argv=None) -> None:
     ap.add_argument("--timing-runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--out", default="")
+    ap.add_argument("--registry", action="store_true",
+                    help="also record the results in the weights' registry JSON")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,6 +134,15 @@ def main(argv=None) -> None:
     print(json.dumps({"bd_rate_psnr": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
                       "bd_rate_msssim": {k: round(v["msssim_db_pchip"], 2) for k, v in bd.items()},
                       "timing": timing}, indent=1))
+    if args.registry and entry_path.exists():
+        entry["kodak"] = {
+            "measured_by": "python -m tools.image_eval (real files, 24 images)",
+            "points": [{k: round(p[k], 4) for k in ("quality", "bpp", "psnr", "msssim",
+                                                      "est_over_actual")} for p in points],
+            "bd_rate_psnr_vs": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
+            "bd_rate_msssim_db_vs": {k: round(v["msssim_db_pchip"], 2) for k, v in bd.items()},
+            "timing": timing}
+        entry_path.write_text(json.dumps(entry, indent=1) + "\n")
     try:
         _plot(points, anchors, out.with_suffix(".png"), codec.model_id)
     except Exception as e:  # plotting is a convenience
