@@ -308,12 +308,18 @@ def _queries_par(x, observed, j, order, parent, child_ptr, child_idx, prior, tra
 
 
 @_jit
-def _adapt(wts, syms, qleaf, counts, totals, base, strength):
-    """Online EM of one variable's leaf: add each coded symbol's hidden-state posterior
+def _adapt(wts, syms, qleaf, counts, totals, base, strength, decay):
+    """Online EM of one variable's leaf: scale the counts by ``decay`` (forget old data), add
+    each coded symbol's hidden-state posterior
     (``wts[r] * qleaf[:, sym]``, normalised) to ``counts``, then
     ``qleaf = (strength * base + counts) / (strength + totals)``. Fixed order: deterministic."""
     k, v = qleaf.shape
     post = np.empty(k)
+    if decay < 1.0:
+        for a in range(k):
+            totals[a] *= decay
+            for i in range(v):
+                counts[a, i] *= decay
     for r in range(syms.shape[0]):
         e = syms[r]
         s = 0.0
@@ -334,16 +340,17 @@ class AdaptiveLeaf:
     so far, pulled towards the shipped leaf with weight ``strength`` pseudo-samples). Encoder
     and decoder make the same :meth:`update` calls, so they stay bit-identical."""
 
-    def __init__(self, tables: "CircuitTables", j: int, strength: float):
+    def __init__(self, tables: "CircuitTables", j: int, strength: float, decay: float = 1.0):
         self.base = np.ascontiguousarray(tables.leaf[j])
         self.leaf = self.base.copy()
         self.counts = np.zeros_like(self.base)
         self.totals = np.zeros(self.base.shape[0])
         self.strength = float(strength)
+        self.decay = float(decay)
 
     def update(self, wts: np.ndarray, syms: np.ndarray) -> None:
         _adapt(wts, np.ascontiguousarray(syms, np.int64), self.leaf, self.counts, self.totals,
-               self.base, self.strength)
+               self.base, self.strength, self.decay)
 
 
 class CircuitTables:

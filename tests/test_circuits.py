@@ -122,3 +122,23 @@ def test_conditionals_independent_of_batch_layout(k):
     whole = t.conditionals(x)
     parts = np.concatenate([t.conditionals(x[i:i + k]) for i in range(0, 6, k)])
     assert np.array_equal(whole, parts)
+
+
+def test_adaptive_leaf_learns_the_coded_data_and_stays_normalised():
+    from models.hclt_coding import AdaptiveLeaf
+
+    m = HCLT.learn(_chain_data(d=6), 3, 4, seed=5)
+    t = _tables(m)
+    x = _chain_data(n=400, d=6, seed=6)
+    x[:, 2] = 3  # the coded data always shows symbol 3 for variable 2
+    observed = np.ones(6, bool)
+    observed[2] = False
+    leaf = AdaptiveLeaf(t, 2, strength=8.0, decay=0.99)
+    first = None
+    for i in range(0, 400, 50):
+        rows, wts = t.query(x[i:i + 50], observed, 2, leaf, weights=True)
+        p3 = (rows[:, 3] / rows.sum(1)).mean()
+        first = p3 if first is None else first
+        leaf.update(wts, x[i:i + 50, 2])
+        assert np.allclose(leaf.leaf.sum(1), 1)
+    assert p3 > max(first, 0.9)
