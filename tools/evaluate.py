@@ -284,6 +284,14 @@ def _compressai_json(name: str, description: str, points: list[dict], kind: str)
     return {"name": name, "description": description, "results": results}
 
 
+def _per_item(recs: list[dict], metrics: tuple) -> dict:
+    """One input's records as ``{"setting": [...], metric: [...]}`` plus its size."""
+    first = recs[0]
+    return {**{k: first[k] for k in ("width", "height", "frames") if k in first},
+            "setting": [r["setting"] for r in recs], "bytes": [r["bytes"] for r in recs],
+            **{m: [r[m] for r in recs] for m in metrics}}
+
+
 def _csv(records: list[dict], metrics: tuple) -> bytes:
     cols = ["codec", "setting", "item", "width", "height"] + \
         (["frames"] if "frames" in records[0] else []) + ["bytes", *metrics, "exact"]
@@ -421,6 +429,9 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
     out.mkdir(parents=True, exist_ok=True)
     for a in adapters:
         doc = _compressai_json(a.name, a.description, summary[a.name]["points"], kind)
+        if kind == "video":  # clips differ in size: the per-clip curves are the real data
+            doc["clips"] = {i: _per_item(recs, metrics)
+                            for i, recs in summary[a.name]["items"].items()}
         write_atomic(out / f"{a.name}.json", _dumps(doc).encode(), force=True)
     qualities = ("psnr_rgb", "ms_ssim_rgb") if kind == "image" else \
         ("psnr_yuv", "psnr_rgb", "psnr_y")
