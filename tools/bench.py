@@ -14,9 +14,9 @@ Memory is measured in a separate call from timing, so tracing does not slow the 
 """
 from __future__ import annotations
 
-import json
+import os
+import platform
 import statistics
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -110,17 +110,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Entry point of ``ncodec bench``."""
-    import platform
-    import os
-
-    from .evaluate import _dumps, _parse_value
+    from .evaluate import json_text, parse_value
 
     path = Path(args.input)
     if not path.is_file():
         raise CodecError(f"{path}: no such file")
     is_video = path.suffix.lower() in VIDEO_EXTS
     src = read_clip(path, args.frames) if is_video else load_image(path)
-    settings = [_parse_value(v) for v in args.settings.split(",")] if args.settings else None
+    settings = [parse_value(v) for v in args.settings.split(",")] if args.settings else None
     results = []
     for name in args.codecs.split(","):
         adapter = get_codec(name.strip())
@@ -133,5 +130,5 @@ def run(args) -> int:
     doc = {"input": str(path), **shape, "repeats": args.repeats,
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
            "results": results}
-    write_atomic(args.output, _dumps(doc).encode(), force=args.force)
+    write_atomic(args.output, json_text(doc).encode(), force=args.force)
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from codec.io import write_atomic
 
-from .evaluate import _dumps
+from .evaluate import json_text
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 #: eval codec name -> anchor key where they differ
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     write_atomic(args.folder / "anchor_check.md", text.encode(), force=True)
     write_atomic(args.folder / "anchor_check.json",
-                 _dumps({"anchors": name, "within_tolerance": ok, "rows": rows}).encode(),
+                 json_text({"anchors": name, "within_tolerance": ok, "rows": rows}).encode(),
                  force=True)
     sys.stdout.write(text)
     return 0 if ok else 1

@@ -147,7 +147,7 @@ class ResultCache:
         if self.root is not None:
             p = self._path(*key)
             p.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(p, _dumps(record).encode(), force=True)
+            write_atomic(p, json_text(record).encode(), force=True)
 
 
 def _clean(x):
@@ -163,7 +163,8 @@ def _clean(x):
     return x
 
 
-def _dumps(obj) -> str:
+def json_text(obj) -> str:
+    """Strict JSON (non-finite floats as null), indented, newline-terminated."""
     return json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n"
 
 
@@ -432,13 +433,13 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
         if kind == "video":  # clips differ in size: the per-clip curves are the real data
             doc["clips"] = {i: _per_item(recs, metrics)
                             for i, recs in summary[a.name]["items"].items()}
-        write_atomic(out / f"{a.name}.json", _dumps(doc).encode(), force=True)
+        write_atomic(out / f"{a.name}.json", json_text(doc).encode(), force=True)
     qualities = ("psnr_rgb", "ms_ssim_rgb") if kind == "image" else \
         ("psnr_yuv", "psnr_rgb", "psnr_y")
     bd = {}
     if reference in summary and not all(p["exact"] for p in summary[reference]["points"]):
         bd = bd_table(summary, reference, qualities, rate_range, items=kind == "video")
-    write_atomic(out / "bd_rate.json", _dumps(
+    write_atomic(out / "bd_rate.json", json_text(
         {"reference": reference, "rate_range": rate_range, "methods": list(METHODS),
          "unit": "percent bits vs reference at equal quality (negative = fewer bits)",
          "ms_ssim": "compared in dB, -10 log10(1 - MS-SSIM)", "bd_rate": bd}).encode(), force=True)
@@ -448,14 +449,15 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
         video_table(summary, bd, reference, method)
     write_atomic(out / "table.md", table.encode(), force=True)
     write_atomic(out / "rd.png", rd_plot(summary, kind, meta.get("input", "")), force=True)
-    write_atomic(out / "meta.json", _dumps({**meta, "versions": _versions(), "codecs": {
+    write_atomic(out / "meta.json", json_text({**meta, "versions": _versions(), "codecs": {
         a.name: {"description": a.description, "settings": list(a.settings)} for a in adapters}
     }).encode(), force=True)
     return {"summary": summary, "bd_rate": bd}
 
 
 # ----------------------------------------------------------------------------------- CLI
-def _parse_value(s: str):
+def parse_value(s: str):
+    """A setting from the command line: int, else float, else the string."""
     for t in (int, float):
         try:
             return t(s)
@@ -519,7 +521,7 @@ def run(args) -> int:
         match = [a for a in adapters if a.name == name]
         if not sep or not match or not values:
             raise CodecError(f"--settings {spec!r}: expected CODEC=V1,V2,... for a selected codec")
-        match[0].settings = tuple(_parse_value(v) for v in values.split(","))
+        match[0].settings = tuple(parse_value(v) for v in values.split(","))
     reference = args.reference or ("jpeg420" if kind == "image" else "x264")
     if args.reference and reference not in [a.name for a in adapters]:
         raise CodecError(f"reference {reference!r} is not among the evaluated codecs")
