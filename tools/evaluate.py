@@ -183,10 +183,14 @@ def evaluate(kind: str, files: list[Path], adapters: list, repeats: int = 1,
     options = {"frames": frames, "msssim": with_msssim} if kind == "video" else \
         {"msssim": with_msssim}
     total = len(files) * sum(len(a.settings) for a in adapters)
+    names = [f.name for f in files]
+    if len(set(names)) < len(names):  # same name in two folders: use relative paths
+        root = os.path.commonpath([str(f.resolve()) for f in files])
+        names = [os.path.relpath(f.resolve(), root) for f in files]
     records: dict[tuple, dict] = {}
     with tqdm(total=total, disable=not progress, unit="enc", desc="ncodec eval") as bar:
-        for f in files:
-            item, digest, src, ref_rgb = f.name, file_digest(f), None, None
+        for f, item in zip(files, names):
+            digest, src, ref_rgb = file_digest(f), None, None
             for a in adapters:
                 for s in a.settings:
                     key = (a, s, item, digest, options)
@@ -203,8 +207,8 @@ def evaluate(kind: str, files: list[Path], adapters: list, repeats: int = 1,
                     records[(a.name, repr(s), item)] = {"codec": a.name, "setting": s,
                                                         "item": item, **rec}
                     bar.update()
-    return [records[(a.name, repr(s), f.name)] for a in adapters for s in a.settings
-            for f in files]
+    return [records[(a.name, repr(s), item)] for a in adapters for s in a.settings
+            for item in names]
 
 
 def _mean(values) -> float:
