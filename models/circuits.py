@@ -188,8 +188,9 @@ class HCLT(nn.Module):
         b = x.shape[0]
         k = self.num_states
         acc = None  # children's messages for the level being processed, (B, n_level, K)
+        dev = x.device
         for h in range(self.height, -1, -1):
-            nodes = self.levels[h]
+            nodes = self.levels[h].to(dev)
             xs = x[:, nodes]
             lin = self.log_leaf[nodes[None, :], :, xs]  # (B, n, K)
             if observed is not None:
@@ -204,7 +205,7 @@ class HCLT(nn.Module):
             trans = torch.exp(self.log_trans[nodes]).transpose(1, 2)  # (n, K_child, K_parent)
             msg = torch.log(torch.bmm(e, trans)).transpose(0, 1) + m  # (B, n, K_parent)
             acc = torch.zeros(b, len(self.levels[h - 1]), k, dtype=msg.dtype,
-                              device=msg.device).index_add(1, self.parent_pos[h].to(msg.device), msg)
+                              device=dev).index_add(1, self.parent_pos[h].to(dev), msg)
         raise AssertionError("unreachable")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -258,7 +259,7 @@ def fit_conditional(model: HCLT, x: torch.Tensor, context: torch.Tensor, epochs:
     losses = []
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
+        perm = torch.randperm(len(x), generator=g).to(x.device)
         tot = 0.0
         for i in range(0, len(x), batch):
             xb = x[perm[i:i + batch]]

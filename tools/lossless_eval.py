@@ -5,6 +5,7 @@ trips, speed; next to PNG, WebP-lossless and JPEG XL lossless on the same images
     python -m tools.lossless_eval fashion_mnist    # the 10,000 Fashion-MNIST test images
     python -m tools.lossless_eval kodak            # the 24 Kodak photos
     python -m tools.lossless_eval speedup          # efficient vs naive conditionals
+    python -m tools.lossless_eval report           # Markdown tables of the stored results
 
 Writes ``results/lossless/<name>.json`` and adds the headline numbers to the model's registry
 entry (``codec/weights/lossless_<model>.json``, key ``results``).
@@ -96,11 +97,13 @@ def eval_small(name: str, limit: int | None, classic: bool, verify: int = 2000) 
     t2 = time.perf_counter()
     exact &= bool(np.array_equal(set_back, images))
     # the circuit's own model bits (no coder, no container): -log2 p(x) / dims
-    pmf = np.concatenate([tables.conditionals(images[i:i + 256].reshape(-1, dims))
-                          for i in range(0, n, 256)])
-    x = images.reshape(n, -1)[:, tables.order].astype(np.int64)
-    p = np.take_along_axis(pmf, x[:, :, None], 2)[:, :, 0] / pmf.sum(-1)
-    model_bits = float(-np.log2(p).sum() / (n * dims))
+    model_bits = 0.0
+    for i in range(0, n, 128):
+        xb = images[i:i + 128].reshape(-1, dims).astype(np.int64)
+        pmf = tables.conditionals(xb)
+        p = np.take_along_axis(pmf, xb[:, tables.order][:, :, None], 2)[:, :, 0] / pmf.sum(-1)
+        model_bits += float(-np.log2(p).sum())
+    model_bits /= n * dims
     res = {
         "data": desc, "n_images": n, "dims_per_image": int(dims), "model": model,
         "weights_sha256": digest.hex(), "exact": exact,
@@ -193,9 +196,47 @@ def record(model_name: str, key: str, summary: dict) -> None:
     path.write_text(json.dumps(entry, indent=1) + "\n")
 
 
+def report() -> str:
+    """Markdown tables of the stored results (``results/lossless/*.json``) for the README."""
+    lines = []
+    small = [(n, RESULTS / f"{n}.json") for n in ("mnist", "fashion_mnist")]
+    if any(p.exists() for _, p in small):
+        lines += ["| data (report set) | HCLT set file | HCLT per-image payload | HCLT per-image .ncz | "
+                  "PNG | WebP-lossless | JPEG XL e7 | published HCLT |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, p in small:
+            if not p.exists():
+                continue
+            r = json.loads(p.read_text())
+            h, c = r["hclt"], r.get("classic_per_image_bits_per_dim", {})
+            lines.append(f"| {r['data']} | **{h['set_file_bits_per_dim']:.3f}** | "
+                         f"{h['per_image_payload_bits_per_dim']:.3f} | {h['per_image_file_bits_per_dim']:.3f} | "
+                         f"{c.get('png', float('nan')):.3f} | {c.get('webp_lossless', float('nan')):.3f} | "
+                         f"{c.get('jxl_lossless_e7', float('nan')):.3f} | ~{r['published_hclt_bits_per_dim']} |")
+        lines.append("")
+    p = RESULTS / "kodak.json"
+    if p.exists():
+        r = json.loads(p.read_text())
+        a = r.get("anchors_bpp_same_images", {})
+        lines += ["| Kodak (24) | bpp | encode s/image | decode s/image |", "|---|---|---|---|",
+                  f"| HCLT photo codec | **{r['bpp']:.3f}** | {r['enc_s_per_image']:.1f} | "
+                  f"{r.get('dec_s_per_image', float('nan')):.1f} |"]
+        for k in ("png", "webp_lossless", "jxl_lossless_e7", "jxl_lossless_e9"):
+            if k in a:
+                lines.append(f"| {k} (anchors) | {a[k]:.3f} | | |")
+        lines.append("")
+    p = RESULTS / "speedup.json"
+    if p.exists():
+        r = json.loads(p.read_text())
+        lines.append(f"Efficient conditionals: {r['efficient_ms_per_image']:.2f} ms per MNIST image "
+                     f"(784 conditionals) vs {r['naive_ms_per_image']:.1f} ms naive: "
+                     f"{r['speedup']:.1f}x; max |difference| of the pmfs {r['max_abs_pmf_difference']:.1e}.")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["mnist", "fashion_mnist", "kodak", "speedup"])
+    ap.add_argument("what", choices=["mnist", "fashion_mnist", "kodak", "speedup", "report"])
     ap.add_argument("--limit", type=int, default=None, help="first N images only")
     ap.add_argument("--no-classic", action="store_true", help="skip PNG/WebP/JXL (small sets)")
     ap.add_argument("--no-decode", action="store_true", help="kodak: encode only")
@@ -212,6 +253,9 @@ def main(argv=None) -> None:
 
         numba.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.what == "report":
+        print(report())
+        return
     if args.what in ("mnist", "fashion_mnist"):
         res = eval_small(args.what, args.limit, not args.no_classic, args.verify)
         if not args.limit:
@@ -223,7 +267,8 @@ def main(argv=None) -> None:
     else:
         res = eval_speedup(args.limit or 20)
         record("mnist", "conditional_speedup", res)
-    out = RESULTS / f"{args.what}{'_limit%d' % args.limit if args.limit else ''}.json"
+    limited = args.limit and args.what != "speedup"
+    out = RESULTS / f"{args.what}{'_limit%d' % args.limit if limited else ''}.json"
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({k: v for k, v in res.items() if k != "per_image"}, indent=1))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import time
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def coded_bits(model, x: torch.Tensor, context: torch.Tensor) -> float:
 
     with torch.no_grad():
         return float(torch.cat([conditional_nll(model, x[i:i + 20000], context)
-                                for i in range(0, len(x), 20000)]).mean()) / float(np.log(2))
+                                for i in range(0, len(x), 20000)]).mean()) / float(math.log(2))
 
 
 def quantize_log2(p: np.ndarray, step: int) -> np.ndarray:
@@ -109,6 +110,8 @@ def main(argv=None) -> None:
                     help="photo: then this many epochs of Adam on log p(targets | context)")
     ap.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (conditional)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="torch device for training (default: cuda when present)")
     ap.add_argument("--name", default=None, help="weights name (default: dataset)")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
@@ -134,26 +137,29 @@ def main(argv=None) -> None:
 
         context = torch.zeros(dims, dtype=torch.bool)
         context[list(COLOR_CONTEXT)] = True
+        context = context.to(args.device)
     RESULTS.mkdir(parents=True, exist_ok=True)
     ckpt = RESULTS / f"ckpt_{name}.pt"
     t0 = time.time()
     log: list[dict] = []
     start_epoch = 0
     if args.resume and ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
-        model = HCLT(st["parent"], args.states, alphabet)
+        st = torch.load(ckpt, weights_only=True)
+        model = HCLT(st["parent"].numpy(), args.states, alphabet)
         model.load_state_dict(st["model"])
         log, start_epoch, t0 = st["log"], st["epoch"], time.time() - st["elapsed"]
     else:
         model = HCLT.learn(train, args.states, alphabet, bins=8 if alphabet == 256 and dims > 64 else None)
     print(f"{name}: {dims} variables, tree height {model.height}, K={args.states}, "
           f"{len(train)} training rows", flush=True)
-    xt = torch.from_numpy(train.astype(np.int64))
-    xh = torch.from_numpy(held.astype(np.int64))
+    dev = torch.device(args.device)
+    model.to(dev)
+    xt = torch.from_numpy(train.astype(np.int64)).to(dev)
+    xh = torch.from_numpy(held.astype(np.int64)).to(dev)
     n_steps = args.epochs * ((len(xt) + args.batch - 1) // args.batch)
     step = start_epoch * ((len(xt) + args.batch - 1) // args.batch)
     for epoch in range(start_epoch, args.epochs):
-        perm = torch.randperm(len(xt), generator=torch.Generator().manual_seed(epoch))
+        perm = torch.randperm(len(xt), generator=torch.Generator().manual_seed(epoch)).to(dev)
         tr_ll = []
         for i in range(0, len(xt), args.batch):
             # step size: linear decay from --step-size to a tenth of it
@@ -163,13 +169,13 @@ def main(argv=None) -> None:
         with torch.no_grad():
             h_ll = torch.cat([model(xh[i:i + 2000]) for i in range(0, len(xh), 2000)]).mean().item()
         rec = {"epoch": epoch + 1, "steps": step, "seconds": round(time.time() - t0, 1),
-               "train_bits_per_dim": -float(np.mean(tr_ll)) / dims / np.log(2),
-               "heldout_bits_per_dim": -h_ll / dims / np.log(2)}
+               "train_bits_per_dim": -float(np.mean(tr_ll)) / dims / math.log(2),
+               "heldout_bits_per_dim": -h_ll / dims / math.log(2)}
         if context is not None:
             rec["heldout_coded_bits_per_pixel"] = coded_bits(model, xh, context)
         log.append(rec)
         print(json.dumps(rec), flush=True)
-        torch.save({"parent": model.parent.numpy(), "model": model.state_dict(), "log": log,
+        torch.save({"parent": model.parent.cpu(), "model": model.state_dict(), "log": log,
                     "epoch": epoch + 1, "elapsed": time.time() - t0}, ckpt)
     if context is not None and args.conditional_epochs:
         from models.circuits import fit_conditional
@@ -182,7 +188,7 @@ def main(argv=None) -> None:
             log.append(rec)
             print(json.dumps(rec), flush=True)
     save_weights(model, name, {
-        "dataset": args.dataset, "training_data": desc, "heldout_data": report_desc,
+        "dataset": args.dataset, "device": args.device, "training_data": desc, "heldout_data": report_desc,
         "states": args.states, "epochs": args.epochs, "batch": args.batch, "em_steps": step,
         "step_size": args.step_size, "pseudocount": args.pseudocount, "threads": args.threads,
         "conditional_epochs": args.conditional_epochs,
