@@ -135,10 +135,11 @@ def test_eval_errors(tmp_path, capsys):
 def test_bench_json(tmp_path):
     src = _images(tmp_path / "imgs")
     out = tmp_path / "bench.json"
-    assert main(["bench", str(src / "a.png"), "-c", "jpeg420,png", "--settings", "50",
+    assert main(["bench", str(src / "a.png"), "-c", "jpeg420,png", "--settings", "jpeg420=50,80",
                  "--repeats", "1", "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert [r["codec"] for r in doc["results"]] == ["jpeg420", "png"]
+    assert [(r["codec"], r["setting"]) for r in doc["results"]] == [
+        ("jpeg420", 50), ("jpeg420", 80), ("png", None)]
     r = doc["results"][0]
     assert r["bpp"] == pytest.approx(bpp(r["bytes"], 170 * 180))
     assert r["encode_s"] > 0 and r["encode_peak_traced_mb"] >= 0

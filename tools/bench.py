@@ -7,7 +7,9 @@ of each operation:
 
 * ``*_peak_rss_mb``: growth of the process's peak resident set (Linux ``VmHWM``, reset
   through ``/proc/self/clear_refs`` before each operation) over the resident set before it;
-  counts native allocations (torch, codec libraries). ``null`` where the kernel lacks it.
+  counts native allocations (torch, codec libraries), but not memory the process already
+  holds from earlier work (run one codec per process for clean numbers). ``null`` where the
+  kernel lacks it.
 * ``*_peak_traced_mb``: peak of Python and numpy allocations (``tracemalloc``).
 
 Memory is measured in a separate call from timing, so tracing does not slow the timings.
@@ -99,8 +101,9 @@ def register(subparsers) -> None:
     p.add_argument("input", help="an image file, or a video file for video codecs")
     p.add_argument("-c", "--codecs", default="ncodec",
                    help="comma-separated codec names (default: ncodec)")
-    p.add_argument("--settings", help="comma-separated settings for every codec "
-                                      "(default: each codec's own rate points)")
+    p.add_argument("--settings", action="append", default=[], metavar="[CODEC=]V1,V2,...",
+                   help="settings for every codec, or for one with CODEC= (repeatable; "
+                        "default: each codec's own rate points)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
     p.add_argument("--frames", type=int, default=32, help="video: frames to code (default 32)")
     p.add_argument("-o", "--output", default="-", help="JSON file (default: stdout)")
@@ -117,13 +120,17 @@ def run(args) -> int:
         raise CodecError(f"{path}: no such file")
     is_video = path.suffix.lower() in VIDEO_EXTS
     src = read_clip(path, args.frames) if is_video else load_image(path)
-    settings = [parse_value(v) for v in args.settings.split(",")] if args.settings else None
+    chosen = {}
+    for spec in args.settings:
+        name, sep, values = spec.rpartition("=")
+        chosen[name if sep else None] = [parse_value(v) for v in values.split(",")]
     results = []
     for name in args.codecs.split(","):
         adapter = get_codec(name.strip())
         if (adapter.kind == "video") != is_video:
             raise CodecError(f"{adapter.name} is a{'' if is_video else 'n'} "
                              f"{adapter.kind} codec; {path} is not")
+        settings = chosen.get(adapter.name, chosen.get(None))
         results += bench(adapter, src, settings, args.repeats)
     shape = {"width": src.width, "height": src.height, "frames": src.frames} if is_video else \
         {"width": src.shape[1], "height": src.shape[0]}
