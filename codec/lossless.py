@@ -7,8 +7,9 @@ Two kinds of shipped circuit (``codec/weights/lossless_*.safetensors`` + registr
   of the decoded neighbourhood (and the channels already coded), computed as circuit
   marginals (:mod:`models.hclt_pixels`); wavefront order lets a whole anti-diagonal be decoded
   as one batch. The three residual leaves of the circuit adapt to the image while it is
-  coded (online EM after every wavefront, pulled towards the shipped leaves with
-  ``adapt_strength`` pseudo-samples, old counts decayed by ``adapt_decay`` per wave; both
+  coded, and so does the distribution of each target's hidden state given its parent's
+  (online EM after every wavefront, pulled towards the shipped parameters with
+  ``adapt_strength`` pseudo-samples, old counts decayed by ``adapt_decay`` per wave; all
   stored in the header). Grey images sum the colour variables out of the same circuit.
 * ``hclt-mnist`` / ``hclt-fashion-mnist``: one circuit over all 784 pixels of a 28x28 grey
   image; every pixel is coded with its exact conditional given the pixels before it in the
@@ -42,6 +43,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = {"hclt-photo": "photo", "hclt-mnist": "mnist", "hclt-fashion-mnist": "fashion_mnist"}
 PRECISION = 24  #: rANS precision of the pmf quantization
 ADAPT_DECAY = 0.98  #: photo codec: per-wave forgetting factor of the adapted counts (measured: 0.98 best of 1, 0.995, 0.98, 0.95, 0.9)
+ADAPT_EDGE = True  #: photo codec: also adapt each target's hidden-state distribution (measured: -0.1 %)
 ADAPT_STRENGTH = 32.0  #: photo codec: weight of the shipped target leaves, in pseudo-samples (measured: 16-64 best)
 _SET_CHUNK = 128  #: images per batch of an image-set stream
 
@@ -128,8 +130,9 @@ class LosslessCodec:
         enc = RansEncoder()
         params = {"codec": "hclt", "precision": PRECISION}
         if self.model == "hclt-photo":
-            params.update(adapt_strength=ADAPT_STRENGTH, adapt_decay=ADAPT_DECAY)
-            self._encode_photo(tables, a, enc, ADAPT_STRENGTH, ADAPT_DECAY)
+            params.update(adapt_strength=ADAPT_STRENGTH, adapt_decay=ADAPT_DECAY,
+                          adapt_edge=ADAPT_EDGE)
+            self._encode_photo(tables, a, enc, ADAPT_STRENGTH, ADAPT_DECAY, ADAPT_EDGE)
         else:
             self._check_small(tables, h, w, c)
             x = a.reshape(1, -1).astype(np.int64)
@@ -168,10 +171,11 @@ class LosslessCodec:
             if header.model_id == "hclt-photo":
                 strength = header.params.get("adapt_strength")
                 decay = header.params.get("adapt_decay")
+                edge = header.params.get("adapt_edge")
                 if not (isinstance(strength, (int, float)) and isinstance(decay, (int, float))
-                        and 0 < strength <= 1e9 and 0 < decay <= 1):
+                        and isinstance(edge, bool) and 0 < strength <= 1e9 and 0 < decay <= 1):
                     raise FormatError("lossless photo stream lacks valid adaptation parameters")
-                out = self._decode_photo(tables, dec, h, w, c, float(strength), float(decay))
+                out = self._decode_photo(tables, dec, h, w, c, float(strength), float(decay), edge)
             else:
                 out = self._decode_small(tables, dec, h, w, c, header.model_id)
         dec.finish()
@@ -266,7 +270,7 @@ class LosslessCodec:
         return masks
 
     def _photo_waves(self, tables, h: int, w: int, c: int, code, strength: float,
-                     decay: float) -> np.ndarray:
+                     decay: float, edge: bool) -> np.ndarray:
         """The one wavefront loop of the photo codec, shared by encoder and decoder:
         ``code(ch, pix, pmf) -> symbols`` codes (or decodes) channel ``ch`` of pixels ``pix``.
         The target leaves adapt to the image as it is coded (:class:`AdaptiveLeaf`)."""
@@ -275,7 +279,7 @@ class LosslessCodec:
 
         order, ptr = wavefronts(h, w)
         masks = self._observed(c)
-        leaves = [AdaptiveLeaf(tables, ch, strength, decay) for ch in range(c)]
+        leaves = [AdaptiveLeaf(tables, ch, strength, decay, edge) for ch in range(c)]
         img = np.zeros((3, h, w), np.int64)
         res = np.zeros_like(img)
         for t in range(len(ptr) - 1):
@@ -286,11 +290,11 @@ class LosslessCodec:
                 s = code(ch, pix, pmf)
                 rows[:, ch] = s
                 reconstruct(img, res, pix, ch, s)
-                leaves[ch].update(wts, s)
+                leaves[ch].update(*wts, s)
         return img
 
     def _encode_photo(self, tables, a: np.ndarray, enc: RansEncoder, strength: float,
-                      decay: float) -> None:
+                      decay: float, edge: bool) -> None:
         from models.hclt_pixels import pixel_variables
 
         h, w, c = a.shape
@@ -302,13 +306,13 @@ class LosslessCodec:
             return s
 
         with _serial_numba():
-            self._photo_waves(tables, h, w, c, code, strength, decay)
+            self._photo_waves(tables, h, w, c, code, strength, decay, edge)
 
     def _decode_photo(self, tables, dec: RansDecoder, h: int, w: int, c: int, strength: float,
-                      decay: float) -> np.ndarray:
+                      decay: float, edge: bool) -> np.ndarray:
         img = self._photo_waves(tables, h, w, c,
                                 lambda ch, pix, pmf: dec.decode_categorical(pmf, PRECISION),
-                                strength, decay)
+                                strength, decay, edge)
         if c == 1:
             return img[0][:, :, None].astype(np.uint8)
         return np.stack([img[1], img[0], img[2]], -1).astype(np.uint8)

@@ -188,11 +188,15 @@ def _step_observe(i, xs, order, parent, close_ptr, close_idx, trans, leaf, ins, 
 # ------------------------------------------------------------------------------------------
 @_jit
 def _query(xrow, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-           ins, msg, out, tmp, row, qleaf, wrow):
+           ins, msg, out, tmp, row, qleaf, wrow, qedge, urow, vrow):
     """p(X_j = . | the variables with observed[.] true) into ``row`` (unnormalised), by one
     full upward pass (reverse pre-order) and the outside pass down the root-to-j path.
-    ``qleaf`` (K x V) is the leaf used for X_j itself (``leaf[j]``, or an adapted copy);
-    ``wrow`` receives the weights of j's hidden states (``row = wrow @ qleaf``)."""
+    ``qleaf`` (K x V) is the leaf used for X_j itself (``leaf[j]``, or an adapted copy) and
+    ``qedge`` the distribution of j's hidden state given its parent's (``trans[j]``; for the
+    root a 1 x K prior), possibly adapted. Outputs for the adaptation: ``wrow`` the weights of
+    j's states (``row = wrow @ qleaf``), ``urow`` the parent-side evidence (1 for the root) and
+    ``vrow`` the evidence below j, so that the posterior of (parent state a, state b) after
+    X_j = e is proportional to ``urow[a] qedge[a, b] vrow[b] qleaf[b, e]``."""
     d, k = trans.shape[0], trans.shape[1]
     for t in range(d - 1, -1, -1):
         u = order[t]
@@ -225,7 +229,7 @@ def _query(xrow, observed, j, order, parent, child_ptr, child_idx, prior, trans,
         n += 1
         u = parent[u]
     for a in range(k):
-        out[a] = prior[a]
+        out[a] = qedge[0, a] if parent[j] < 0 else prior[a]
     for t in range(n - 1, 0, -1):
         p = np.int64(tmp[t])
         c = np.int64(tmp[t - 1])
@@ -241,7 +245,7 @@ def _query(xrow, observed, j, order, parent, child_ptr, child_idx, prior, trans,
         for b in range(k):
             acc = 0.0
             for a in range(k):
-                acc += ins[p, a] * trans[c, a, b]
+                acc += ins[p, a] * (qedge[a, b] if c == j else trans[c, a, b])
             out[b] = acc
             s += acc
         for b in range(k):
@@ -249,7 +253,17 @@ def _query(xrow, observed, j, order, parent, child_ptr, child_idx, prior, trans,
     v = row.shape[0]
     for i in range(v):
         row[i] = 0.0
+    pj = parent[j]
+    if pj < 0:
+        urow[0] = 1.0
+    else:
+        s = 0.0
+        for a in range(k):
+            s += ins[pj, a]
+        for a in range(k):
+            urow[a] = ins[pj, a] / s
     for a in range(k):
+        vrow[a] = ins[j, a]
         w = out[a] * ins[j, a]
         wrow[a] = w
         for i in range(v):
@@ -263,19 +277,23 @@ def _naive_all(x, order, parent, child_ptr, child_idx, prior, trans, leaf, pmf):
     msg = np.empty((d, k))
     out = np.empty(k)
     tmp = np.empty(max(d, k))
+    wrow = np.empty(k)
+    urow = np.empty(k)
+    vrow = np.empty(k)
     observed = np.zeros(d, np.bool_)
     for bi in range(x.shape[0]):
         observed[:] = False
         for i in range(d):
             j = order[i]
             _query(x[bi], observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-                   ins, msg, out, tmp, pmf[bi, i], leaf[j], out)
+                   ins, msg, out, tmp, pmf[bi, i], leaf[j], wrow,
+                   prior.reshape(1, k) if parent[j] < 0 else trans[j], urow, vrow)
             observed[j] = True
 
 
 @_jit
 def _queries(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf, rows,
-             qleaf, wts):
+             qleaf, wts, qedge, us, vs):
     d, k = trans.shape[0], trans.shape[1]
     ins = np.empty((d, k))
     msg = np.empty((d, k))
@@ -283,7 +301,7 @@ def _queries(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, 
     tmp = np.empty(max(d, k))
     for r in range(x.shape[0]):
         _query(x[r], observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-               ins, msg, out, tmp, rows[r], qleaf, wts[r])
+               ins, msg, out, tmp, rows[r], qleaf, wts[r], qedge, us[r], vs[r])
 
 
 _pjit = nb.njit(cache=True, nogil=True, parallel=True)
@@ -292,7 +310,7 @@ _BLOCK = 256
 
 @_pjit
 def _queries_par(x, observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf, rows,
-                 qleaf, wts):
+                 qleaf, wts, qedge, us, vs):
     """:func:`_queries` over blocks of rows in parallel (each row is computed by the same
     serial code, so the result does not depend on the thread count)."""
     d, k = trans.shape[0], trans.shape[1]
@@ -304,53 +322,84 @@ def _queries_par(x, observed, j, order, parent, child_ptr, child_idx, prior, tra
         tmp = np.empty(max(d, k))
         for r in range(bk * _BLOCK, min(x.shape[0], (bk + 1) * _BLOCK)):
             _query(x[r], observed, j, order, parent, child_ptr, child_idx, prior, trans, leaf,
-                   ins, msg, out, tmp, rows[r], qleaf, wts[r])
+                   ins, msg, out, tmp, rows[r], qleaf, wts[r], qedge, us[r], vs[r])
 
 
 @_jit
-def _adapt(wts, syms, qleaf, counts, totals, base, strength, decay):
-    """Online EM of one variable's leaf: scale the counts by ``decay`` (forget old data), add
-    each coded symbol's hidden-state posterior
-    (``wts[r] * qleaf[:, sym]``, normalised) to ``counts``, then
-    ``qleaf = (strength * base + counts) / (strength + totals)``. Fixed order: deterministic."""
+def _adapt(us, vs, syms, qleaf, lcounts, ltotals, lbase, qedge, ecounts, etotals, ebase,
+           strength, decay):
+    """Online EM of one variable's leaf and incoming edge (``qedge``: K_in x K; the root's
+    prior as 1 x K): scale the counts by ``decay`` (forget old data), add each coded symbol's
+    posterior over (parent state, state), then ``q = (strength * base + counts) /
+    (strength + totals)`` row by row. Fixed order of operations: deterministic."""
     k, v = qleaf.shape
-    post = np.empty(k)
+    kin = qedge.shape[0]
+    post = np.empty((kin, k))
     if decay < 1.0:
         for a in range(k):
-            totals[a] *= decay
+            ltotals[a] *= decay
             for i in range(v):
-                counts[a, i] *= decay
+                lcounts[a, i] *= decay
+        for a in range(kin):
+            etotals[a] *= decay
+            for b in range(k):
+                ecounts[a, b] *= decay
     for r in range(syms.shape[0]):
         e = syms[r]
         s = 0.0
-        for a in range(k):
-            post[a] = wts[r, a] * qleaf[a, e]
-            s += post[a]
-        for a in range(k):
-            counts[a, e] += post[a] / s
-            totals[a] += post[a] / s
+        for a in range(kin):
+            for b in range(k):
+                post[a, b] = us[r, a] * qedge[a, b] * vs[r, b] * qleaf[b, e]
+                s += post[a, b]
+        for a in range(kin):
+            for b in range(k):
+                p = post[a, b] / s
+                ecounts[a, b] += p
+                etotals[a] += p
+                lcounts[b, e] += p
+                ltotals[b] += p
     for a in range(k):
-        den = strength + totals[a]
+        den = strength + ltotals[a]
         for i in range(v):
-            qleaf[a, i] = (strength * base[a, i] + counts[a, i]) / den
+            qleaf[a, i] = (strength * lbase[a, i] + lcounts[a, i]) / den
+    for a in range(kin):
+        den = strength + etotals[a]
+        for b in range(k):
+            qedge[a, b] = (strength * ebase[a, b] + ecounts[a, b]) / den
 
 
 class AdaptiveLeaf:
-    """A variable's leaf that adapts to the data being coded (online EM on the symbols coded
-    so far, pulled towards the shipped leaf with weight ``strength`` pseudo-samples). Encoder
-    and decoder make the same :meth:`update` calls, so they stay bit-identical."""
+    """A variable's leaf and incoming edge (the distribution of its hidden state given its
+    parent's, or the prior at the root) that adapt to the data being coded: online EM on the
+    symbols coded so far, pulled towards the shipped parameters with weight ``strength``
+    pseudo-samples, old counts decayed by ``decay`` per update. Encoder and decoder make the
+    same :meth:`update` calls, so they stay bit-identical. ``edge=False`` adapts the leaf only."""
 
-    def __init__(self, tables: "CircuitTables", j: int, strength: float, decay: float = 1.0):
+    def __init__(self, tables: "CircuitTables", j: int, strength: float, decay: float = 1.0,
+                 edge: bool = True):
         self.base = np.ascontiguousarray(tables.leaf[j])
         self.leaf = self.base.copy()
         self.counts = np.zeros_like(self.base)
         self.totals = np.zeros(self.base.shape[0])
+        root = tables.parent[j] < 0
+        self.ebase = np.ascontiguousarray(tables.prior[None] if root else tables.trans[j])
+        self.edge = self.ebase.copy()
+        self.ecounts = np.zeros_like(self.ebase)
+        self.etotals = np.zeros(self.ebase.shape[0])
         self.strength = float(strength)
         self.decay = float(decay)
+        self.adapt_edge = edge
 
-    def update(self, wts: np.ndarray, syms: np.ndarray) -> None:
-        _adapt(wts, np.ascontiguousarray(syms, np.int64), self.leaf, self.counts, self.totals,
-               self.base, self.strength, self.decay)
+    def update(self, us: np.ndarray, vs: np.ndarray, syms: np.ndarray) -> None:
+        """Learn from the symbols just coded (``us``/``vs`` from :meth:`CircuitTables.query`)."""
+        if not self.adapt_edge:  # a fixed edge: its counts are discarded every time
+            self.ecounts[:] = 0.0
+            self.etotals[:] = 0.0
+        _adapt(us, vs, np.ascontiguousarray(syms, np.int64), self.leaf, self.counts, self.totals,
+               self.base, self.edge, self.ecounts, self.etotals, self.ebase, self.strength,
+               self.decay)
+        if not self.adapt_edge:
+            self.edge[:] = self.ebase
 
 
 class CircuitTables:
@@ -406,17 +455,24 @@ class CircuitTables:
               leaf: "AdaptiveLeaf | None" = None, weights: bool = False):
         """``p(X_j = . | X_S)`` for each row of ``x`` (``N x D``), ``S`` = ``observed``
         (bool ``D``; variables outside S are summed out). Returns ``N x V`` (unnormalised),
-        and with ``weights`` also the ``N x K`` hidden-state weights of X_j. ``leaf``: an
-        :class:`AdaptiveLeaf` used for X_j instead of the shipped one."""
+        and with ``weights`` also ``(us, vs)``, what :meth:`AdaptiveLeaf.update` needs.
+        ``leaf``: an :class:`AdaptiveLeaf` used for X_j instead of the shipped parameters."""
         x = np.ascontiguousarray(x, np.int64)
+        k = self.prior.shape[0]
         rows = np.empty((x.shape[0], self.alphabet))
-        wts = np.empty((x.shape[0], self.prior.shape[0]))
-        qleaf = self.leaf[j] if leaf is None else leaf.leaf
+        wts = np.empty((x.shape[0], k))
+        us = np.empty((x.shape[0], k))
+        vs = np.empty((x.shape[0], k))
+        if leaf is None:
+            qleaf = self.leaf[j]
+            qedge = self.prior[None] if self.parent[j] < 0 else self.trans[j]
+        else:
+            qleaf, qedge = leaf.leaf, leaf.edge
         # thread launches cost milliseconds on a loaded machine: small batches stay serial
         (_queries_par if x.shape[0] >= 16 * _BLOCK else _queries)(x, np.ascontiguousarray(observed, np.bool_), j, self.order, self.parent,
                  self.child_ptr, self.child_idx, self.prior, self.trans, self.leaf, rows,
-                 np.ascontiguousarray(qleaf), wts)
-        return (rows, wts) if weights else rows
+                 np.ascontiguousarray(qleaf), wts, np.ascontiguousarray(qedge), us, vs)
+        return (rows, (us, vs)) if weights else rows
 
     def sequential(self, batch: int) -> "SequentialDecoder":
         """A decoder-side state for ``batch`` rows coded in pre-order."""

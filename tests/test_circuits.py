@@ -136,9 +136,9 @@ def test_adaptive_leaf_learns_the_coded_data_and_stays_normalised():
     leaf = AdaptiveLeaf(t, 2, strength=8.0, decay=0.99)
     first = None
     for i in range(0, 400, 50):
-        rows, wts = t.query(x[i:i + 50], observed, 2, leaf, weights=True)
+        rows, (us, vs) = t.query(x[i:i + 50], observed, 2, leaf, weights=True)
         p3 = (rows[:, 3] / rows.sum(1)).mean()
         first = p3 if first is None else first
-        leaf.update(wts, x[i:i + 50, 2])
+        leaf.update(us, vs, x[i:i + 50, 2])
         assert np.allclose(leaf.leaf.sum(1), 1)
     assert p3 > max(first, 0.9)

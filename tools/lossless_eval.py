@@ -151,10 +151,10 @@ def eval_kodak(limit: int | None, decode: bool) -> dict:
             rec["exact"] = bool(np.array_equal(back, img))
         per.append(rec)
         print(json.dumps(rec), flush=True)
-    from codec.lossless import ADAPT_DECAY, ADAPT_STRENGTH
+    from codec.lossless import ADAPT_DECAY, ADAPT_EDGE, ADAPT_STRENGTH
 
     res = {"data": f"Kodak, {len(per)} images", "model": "hclt-photo", "weights_sha256": digest.hex(),
-           "adapt_strength": ADAPT_STRENGTH, "adapt_decay": ADAPT_DECAY,
+           "adapt_strength": ADAPT_STRENGTH, "adapt_decay": ADAPT_DECAY, "adapt_edge": ADAPT_EDGE,
            "bpp": float(np.mean([r["bpp"] for r in per])),
            "enc_s_per_image": float(np.mean([r["enc_s"] for r in per])), "per_image": per}
     if decode:
