@@ -173,10 +173,10 @@ def _planes(image: np.ndarray) -> np.ndarray:
 
 def pixel_variables(image: np.ndarray) -> np.ndarray:
     """All pixels' variables of an ``H x W x C`` uint8 image (C = 1 or 3), raster order:
-    ``(H*W) x NUM_VARS`` int64. For grey images the R/B variables are 0 (summed out)."""
+    ``(H*W) x NUM_VARS`` uint8. For grey images the R/B variables are constant (summed out)."""
     img = _planes(image)
     res = np.zeros_like(img)
-    rows = np.full((img.shape[1] * img.shape[2], NUM_VARS), 128, np.int64)
+    rows = np.full((img.shape[1] * img.shape[2], NUM_VARS), 128, np.uint8)
     _all_variables(img, res, rows)
     return rows
 
