@@ -19,6 +19,7 @@ from codec.errors import CodecError
 SUBCOMMANDS: tuple[str, ...] = (
     "tools.evaluate",
     "tools.bench",
+    "tools.mpq",
 )
 
 
