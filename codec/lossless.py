@@ -280,7 +280,7 @@ class LosslessCodec:
         order, ptr = wavefronts(h, w)
         masks = self._observed(c)
         leaves = [AdaptiveLeaf(tables, ch, strength, decay, edge) for ch in range(c)]
-        img = np.zeros((3, h, w), np.int64)
+        img = np.zeros((3, h, w), np.int16)
         res = np.zeros_like(img)
         for t in range(len(ptr) - 1):
             pix = order[ptr[t]:ptr[t + 1]]

@@ -161,9 +161,9 @@ def _all_variables(img, res, rows):
 
 
 def _planes(image: np.ndarray) -> np.ndarray:
-    """``H x W x C`` uint8 -> ``3 x H x W`` int64 planes ordered G, R, B (grey: G only, rest 0)."""
+    """``H x W x C`` uint8 -> ``3 x H x W`` int16 planes ordered G, R, B (grey: G only, rest 0)."""
     h, w, ch = image.shape
-    img = np.zeros((3, h, w), np.int64)
+    img = np.zeros((3, h, w), np.int16)
     if ch == 1:
         img[0] = image[:, :, 0]
     else:
