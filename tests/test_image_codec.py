@@ -80,7 +80,7 @@ for f in sys.argv[2:]:
 """
 
 
-def test_cross_thread_decode_bit_exact(codec, weights, tmp_path):
+def _cross_thread(codec, weights, tmp_path, qualities):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -88,7 +88,7 @@ def test_cross_thread_decode_bit_exact(codec, weights, tmp_path):
         import zlib
 
         for i, img in enumerate(_images()):
-            for q in (0.0, 1.3, 2.0):
+            for q in qualities:
                 data = codec.encode(img, quality=q)
                 f = tmp_path / f"{i}_{q}.ncz"
                 f.write_bytes(data)
@@ -107,6 +107,17 @@ def test_cross_thread_decode_bit_exact(codec, weights, tmp_path):
         other = np.load(f + ".npy")
         assert np.abs(other.astype(int) - img).max() <= 1
         assert np.mean(other != img) < 1e-3
+
+
+def test_cross_thread_decode_bit_exact(codec, weights, tmp_path):
+    _cross_thread(codec, weights, tmp_path, (0.0, 1.3, 2.0))
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "image_small.safetensors").exists(),
+                    reason="no shipped image weights")
+def test_cross_thread_decode_bit_exact_shipped(tmp_path):
+    path = WEIGHTS_DIR / "image_small.safetensors"
+    _cross_thread(ImageCodec(path), path, tmp_path, (0.0, 3.7, 7.0))
 
 
 def test_desync_is_a_clear_error(weights):
