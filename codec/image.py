@@ -48,7 +48,11 @@ def export_weights(model, dest: Path, info: dict | None = None) -> dict:
     dest = Path(dest)
     model = model.float().eval()
     gt, zt, med = model.build_tables()
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # the transforms (float path, never deciding a probability) are stored in float16; the
+    # probability path keeps float32, where its grid values are exact
+    float_path = ("g_a.", "g_s.", "h_a.", "latent.lrp.")
+    tensors = {k: (v.detach().half() if k.startswith(float_path) and v.is_floating_point() else
+                   v.detach()).contiguous() for k, v in model.state_dict().items()}
     tensors.update(_tensors_of_tables("tables.gauss", gt))
     tensors.update(_tensors_of_tables("tables.z", zt))
     tensors["tables.z.medians"] = torch.from_numpy(med)
