@@ -116,3 +116,13 @@ def test_read_image_orientation_and_bad_modes(tmp_path):
     Image.new("F", (4, 4)).save(p)
     with pytest.raises(CodecError, match="unsupported image mode"):
         read_image(p)
+
+
+def test_write_atomic_uses_umask_permissions(tmp_path):
+    import os
+
+    p = tmp_path / "perm.bin"
+    write_atomic(p, b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -33,12 +33,9 @@ RESULTS = ROOT / "results" / "lossless"
 
 def bits_per_dim(nbytes: int, dims: int) -> float:
     """File bytes * 8 over the number of coded sample values (pixels x channels)."""
-    try:
-        from codec.metrics import bpp  # the project's one bits-per-pixel function, if present
+    from codec.metrics import bpp
 
-        return float(bpp(nbytes, dims))
-    except ImportError:
-        return nbytes * 8.0 / dims
+    return float(bpp(nbytes, dims))
 
 
 def classic_sizes(img: np.ndarray) -> dict[str, int]:
