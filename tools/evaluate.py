@@ -405,12 +405,19 @@ def rd_plot(summary: dict, kind: str, title: str) -> bytes:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    return figure_png(fig, axes, len(panels), title, dpi=110)
+
+
+def figure_png(fig, axes, used: int, title: str, dpi: int = 110) -> bytes:
+    """Blank the unused panels, add the title and return the figure as PNG bytes (closed)."""
+    import matplotlib.pyplot as plt
+
+    for ax in list(axes.flat)[used:]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 

@@ -322,14 +322,9 @@ def plot(summary: dict, title: str) -> bytes:
         if m in ("kl", "feat"):
             ax.set_yscale("log")
     axes.flat[0].legend(fontsize=8)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    from .evaluate import figure_png
+
+    return figure_png(fig, axes, len(metrics), title, dpi=100)
 
 
 def _csv(records: list[dict]) -> bytes:
