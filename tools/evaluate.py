@@ -467,6 +467,16 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
 
 
 # ----------------------------------------------------------------------------------- CLI
+def apply_settings(adapters: list, specs: list[str]) -> None:
+    """Apply ``--settings CODEC=V1,V2,...`` options to the selected adapters."""
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        match = [a for a in adapters if a.name == name]
+        if not sep or not match or not values:
+            raise CodecError(f"--settings {spec!r}: expected CODEC=V1,V2,... for a selected codec")
+        match[0].settings = tuple(parse_value(v) for v in values.split(","))
+
+
 def parse_value(s: str):
     """A setting from the command line: int, else float, else the string."""
     for t in (int, float):
@@ -527,12 +537,7 @@ def run(args) -> int:
     wrong = [a.name for a in adapters if a.kind != kind]
     if wrong:
         raise CodecError(f"{', '.join(wrong)}: not {kind} codec(s), and the input is {kind}")
-    for spec in args.settings:
-        name, sep, values = spec.partition("=")
-        match = [a for a in adapters if a.name == name]
-        if not sep or not match or not values:
-            raise CodecError(f"--settings {spec!r}: expected CODEC=V1,V2,... for a selected codec")
-        match[0].settings = tuple(parse_value(v) for v in values.split(","))
+    apply_settings(adapters, args.settings)
     reference = args.reference or ("jpeg420" if kind == "image" else "x264")
     if args.reference and reference not in [a.name for a in adapters]:
         raise CodecError(f"reference {reference!r} is not among the evaluated codecs")

@@ -396,7 +396,7 @@ def register(subparsers) -> None:
 
 def _adapters(args) -> list:
     from .eval_codecs import get_codec
-    from .evaluate import parse_value
+    from .evaluate import apply_settings
 
     if args.codecs:
         names = [n.strip() for n in args.codecs.split(",") if n.strip()]
@@ -418,12 +418,7 @@ def _adapters(args) -> list:
     bad = [a.name for a in adapters if a.kind != "image" or a.lossless]
     if bad:
         raise CodecError(f"{', '.join(bad)}: mpq compares lossy image codecs only")
-    for spec in args.settings:
-        name, sep, values = spec.partition("=")
-        match = [a for a in adapters if a.name == name]
-        if not sep or not match or not values:
-            raise CodecError(f"--settings {spec!r}: expected CODEC=V1,V2,... for a selected codec")
-        match[0].settings = tuple(parse_value(v) for v in values.split(","))
+    apply_settings(adapters, args.settings)
     return adapters
 
 
