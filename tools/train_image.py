@@ -148,6 +148,9 @@ def main(argv=None) -> None:
     ap.add_argument("--late-step", type=int, default=6000)
     ap.add_argument("--batch-late", type=int, default=6)
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--decay-step", type=int, default=10 ** 9,
+                    help="from this step on, the learning rate is --lr times --decay")
+    ap.add_argument("--decay", type=float, default=0.1)
     ap.add_argument("--steps", type=int, default=10 ** 9)
     ap.add_argument("--ckpt-every", type=float, default=240.0, help="seconds")
     ap.add_argument("--eval-every", type=int, default=500)
@@ -210,7 +213,7 @@ def main(argv=None) -> None:
         batch = args.batch if step < args.late_step else args.batch_late
         x = sampler.batch(batch, size)
         q = torch.rand(batch) * (nq - 1)
-        warm = min(1.0, (step + 1) / 300)
+        warm = min(1.0, (step + 1) / 300) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
         loss, bpp, mse, _ = rd_loss(model, x, q)
