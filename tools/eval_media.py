@@ -1,26 +1,27 @@
 """Inputs of the evaluation tools: image folders, video clips, the named data sets.
 
 Images are evaluated as 8-bit RGB (``H x W x 3`` uint8): grey inputs are replicated to three
-channels and an alpha channel is dropped. Videos are evaluated in 8-bit YUV 4:2:0 as PyAV
-decodes them (:class:`Video`); that decoded sequence IS the reference.
+channels and an alpha channel is dropped. Videos are evaluated in 8-bit YUV 4:2:0 as
+:func:`codec.video_io.read_clip` reads them (PyAV, or the exact y4m reader; :class:`Video`);
+that decoded sequence IS the reference.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from codec.errors import CodecError
+from codec.video_io import VIDEO_EXTS, Video, frames_to_video, read_clip, yuv420_to_rgb
+
+# Video, read_clip, frames_to_video and yuv420_to_rgb live in codec.video_io (re-exported here)
 
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "Video", "datasets_root", "resolve_inputs", "load_image",
-           "read_clip", "yuv420_to_rgb", "file_digest"]
+           "read_clip", "frames_to_video", "yuv420_to_rgb", "file_digest"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
-VIDEO_EXTS = (".mp4", ".mkv", ".y4m", ".avi", ".mov", ".webm", ".mpg", ".ts")
 
 
 def datasets_root() -> Path:
@@ -84,86 +85,3 @@ def load_image(path: Path) -> np.ndarray:
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     return np.ascontiguousarray(a[:, :, :3])
-
-
-@dataclass
-class Video:
-    """An 8-bit YUV 4:2:0 sequence: ``y`` is ``T x H x W``, ``u`` and ``v`` are
-    ``T x H/2 x W/2``; ``full_range`` is True for JPEG-range (yuvj) video."""
-
-    y: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    fps: Fraction
-    full_range: bool = False
-
-    @property
-    def frames(self) -> int:
-        return self.y.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.y.shape[2]
-
-    @property
-    def height(self) -> int:
-        return self.y.shape[1]
-
-
-def _plane(frame, i: int, h: int, w: int) -> np.ndarray:
-    p = frame.planes[i]
-    return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:h, :w]
-
-
-def frames_to_video(frames, fps: Fraction, full_range: bool | None = None) -> Video:
-    """Stack decoded PyAV frames into a :class:`Video` (planes copied as they are, no range
-    conversion; frames in another pixel format are converted to yuv420p)."""
-    ys, us, vs = [], [], []
-    fr = full_range
-    for f in frames:
-        if f.format.name not in ("yuv420p", "yuvj420p"):
-            f = f.reformat(format="yuv420p")
-        if fr is None:
-            fr = f.format.name == "yuvj420p" or int(f.color_range) == 2
-        h, w = f.height, f.width
-        ys.append(_plane(f, 0, h, w))
-        us.append(_plane(f, 1, (h + 1) // 2, (w + 1) // 2))
-        vs.append(_plane(f, 2, (h + 1) // 2, (w + 1) // 2))
-    if not ys:
-        raise CodecError("no frames decoded")
-    return Video(np.stack(ys), np.stack(us), np.stack(vs), Fraction(fps), bool(fr))
-
-
-def read_clip(path: Path, max_frames: int | None = 96) -> Video:
-    """The first ``max_frames`` frames of a clip as PyAV (FFmpeg) decodes them."""
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            stream = c.streams.video[0]
-            fps = stream.average_rate or stream.guessed_rate or Fraction(25)
-            frames = []
-            for f in c.decode(stream):
-                frames.append(f)
-                if max_frames and len(frames) >= max_frames:
-                    break
-            return frames_to_video(frames, Fraction(fps))
-    except av.error.FFmpegError as e:
-        raise CodecError(f"{path}: cannot decode the video: {e}") from None
-
-
-def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, full_range: bool) -> np.ndarray:
-    """BT.601 YUV 4:2:0 -> RGB uint8 (``... x H x W x 3``): chroma upsampled by 2x2
-    replication, limited (16-235/240) or full range, rounded and clipped."""
-    h, w = y.shape[-2:]
-    up = lambda c: np.repeat(np.repeat(c, 2, axis=-2), 2, axis=-1)[..., :h, :w]  # noqa: E731
-    yf = y.astype(np.float64)
-    cb, cr = up(u).astype(np.float64) - 128.0, up(v).astype(np.float64) - 128.0
-    if not full_range:
-        yf, cb, cr = (yf - 16.0) * 255.0 / 219.0, cb * 255.0 / 224.0, cr * 255.0 / 224.0
-    kr, kb = 0.299, 0.114
-    kg = 1.0 - kr - kb
-    r = yf + 2.0 * (1.0 - kr) * cr
-    b = yf + 2.0 * (1.0 - kb) * cb
-    g = (yf - kr * r - kb * b) / kg
-    return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
