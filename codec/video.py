@@ -1,0 +1,487 @@
+"""``VideoEncoder`` / ``VideoDecoder``: the learned video codec (DCVC-FM-style, :mod:`models.video`).
+
+Frame by frame, with memory bounded by one frame of state (the previous decoded frame, its
+propagated feature and MV latent)::
+
+    enc = VideoEncoder(out, width=W, height=H, fmt="yuv420", quality=1.5)
+    recon = enc.encode(frame)   # (Y, U, V) uint8 planes, or H x W x 3 uint8 RGB
+    enc.close()
+    dec = VideoDecoder(data)    # bytes or a readable binary file
+    for frame in dec: ...       # equal to the encoder's returns, bit for bit
+
+Container: kind VIDEO; one unit per frame, KEY for intra frames (listed in the index, so
+:meth:`VideoDecoder.seek` can start at any of them), INTER for P frames. A unit's payload is
+one flag byte (bit 0: feature refresh) and one rANS stream; its symbol checksum is checked.
+Header params: ``v`` (layout version), ``intra_period``, ``refresh_period``, ``intra_model``
+and ``intra_digest`` (the image model coding the intra frames), and ``width``/``height``
+for odd-sized YUV 4:2:0 (the container's header holds the even-rounded size then).
+
+Intra frames are coded with the image codec's model (:mod:`models.image`, the shipped
+``image_small``): its latent decoding is exact; its synthesis (including the latent residual
+prediction) runs here in float64 and is rounded to 8 bits. That reconstruction is the
+reference of the next P frame; float64 is not exact, so a different thread count could in
+principle move a pixel that lies within ~1e-12 of a rounding boundary (estimated below 1e-4
+per 640x480 intra frame); the symbol checksums of the following P frames catch the
+resulting desynchronisation as a :class:`FormatError`. Everything of the P frames runs on
+the exact grid path (float64, :meth:`models.video.VideoModel.deterministic`).
+
+YUV 4:2:0 is coded natively (Y pixel-unshuffled + U + V at H/2); for the intra frame it is
+converted to RGB and back (BT.601 full-range matrices, internal only).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitstream import FormatError, Header, RansDecoder, RansEncoder, StreamKind, UnitType
+from bitstream.container import ColorFormat, ContainerReader, ContainerWriter
+
+from .errors import CodecError
+
+__all__ = ["VideoEncoder", "VideoDecoder", "export_weights", "load_model", "WEIGHTS_DIR",
+           "DEFAULT_MODEL", "rgb_to_yuv420", "yuv420_to_rgb"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "video_small"
+FORMAT_VERSION = 1
+_COLOR = {"yuv420": ColorFormat.YUV420, "rgb": ColorFormat.RGB}
+_KR, _KB = 0.299, 0.114
+
+
+# ---- colour (internal: intra frames of YUV video go through the RGB image model) --------
+def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 4:2:0 -> RGB float64 in [0, 255] (chroma replicated 2x2), H x W x 3."""
+    h, w = y.shape
+    up = lambda c: np.repeat(np.repeat(c, 2, 0), 2, 1)[:h, :w].astype(np.float64) - 128.0  # noqa: E731
+    yf, cb, cr = y.astype(np.float64), up(u), up(v)
+    r = yf + 2.0 * (1.0 - _KR) * cr
+    b = yf + 2.0 * (1.0 - _KB) * cb
+    g = (yf - _KR * r - _KB * b) / (1.0 - _KR - _KB)
+    return np.clip(np.stack([r, g, b], -1), 0.0, 255.0)
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`yuv420_to_rgb` up to rounding (even H, W): uint8 planes."""
+    a = np.asarray(rgb, np.float64)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    yf = _KR * r + (1.0 - _KR - _KB) * g + _KB * b
+    cb, cr = (b - yf) / (2.0 * (1.0 - _KB)), (r - yf) / (2.0 * (1.0 - _KR))
+    h, w = yf.shape
+    down = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean((1, 3)) + 128.0  # noqa: E731
+    q = lambda p: np.clip(np.rint(p), 0, 255).astype(np.uint8)  # noqa: E731
+    return q(yf), q(down(cb)), q(down(cr))
+
+
+# ---- weights ---------------------------------------------------------------------------
+def _grid_weight_names(model) -> set:
+    from models.layers import QConv2d
+
+    return {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, QConv2d)}
+
+
+def export_weights(model, dest: Path, info: dict | None = None) -> dict:
+    """Write ``model`` (a :class:`models.video.VideoModel`) as safetensors with its coder
+    tables, and the registry JSON beside it; returns the registry entry. Grid weights are
+    stored as their exact int16 grid codes, encoder-only float weights in float16."""
+    from safetensors.torch import save_file
+
+    from models.entropy import tables_to_arrays
+    from models.layers import W_BITS, W_MAX
+
+    dest = Path(dest)
+    model = model.float().eval()
+    grid = _grid_weight_names(model)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach()
+        if k in grid:
+            v = torch.round(torch.clamp(v, -W_MAX, W_MAX) * (1 << W_BITS)).to(torch.int16)
+        elif k.split(".")[0] in model.ENCODER_ONLY and v.is_floating_point():
+            v = v.half()
+        tensors[k] = v.contiguous()
+    tables = model.build_tables()
+    for name, t in (("gauss", tables["gauss"]), ("y", tables["y"][0]), ("mv", tables["mv"][0])):
+        tensors.update({f"tables.{name}.{k}": torch.from_numpy(a) for k, a in tables_to_arrays(t).items()})
+    tensors["tables.y.medians"] = torch.from_numpy(tables["y"][1])
+    tensors["tables.mv.medians"] = torch.from_numpy(tables["mv"][1])
+    cfg = model.cfg.to_dict()
+    save_file(tensors, str(dest), metadata={"config": json.dumps(cfg), "format": "ncodec-video-1"})
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    entry = {"model_id": dest.stem, "file": dest.name, "sha256": digest,
+             "params": sum(p.numel() for p in model.parameters()), "config": cfg, **(info or {})}
+    dest.with_suffix(".json").write_text(json.dumps(entry, indent=1) + "\n")
+    return entry
+
+
+def load_model(weights: str | Path | None = None):
+    """``(model, tables, digest, model_id)`` of a shipped weights file."""
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    from models.entropy import tables_from_arrays
+    from models.layers import W_BITS
+    from models.video import VideoModel, VideoModelConfig
+
+    path = Path(weights) if weights else WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"
+    if not path.exists():
+        raise CodecError(f"video model weights not found: {path}")
+    raw = path.read_bytes()
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        sd = load(raw)
+        model = VideoModel(VideoModelConfig.from_dict(json.loads(meta["config"])))
+    except Exception as e:  # noqa: BLE001 - any malformed file is one clear error
+        raise CodecError(f"{path}: not a video model weights file ({type(e).__name__}: {e})") from None
+    tabs = {k: v for k, v in sd.items() if k.startswith("tables.")}
+    state = {k: (v.float() / (1 << W_BITS) if v.dtype == torch.int16 else v.float())
+             for k, v in sd.items() if k not in tabs}
+    model.load_state_dict(state)
+
+    def arr(p):
+        return tables_from_arrays({k[len(p) + 1:]: tabs[k].numpy() for k in tabs
+                                   if k.startswith(p + ".") and not k.endswith("medians")})
+
+    tables = {"gauss": arr("tables.gauss"),
+              "y": (arr("tables.y"), tabs["tables.y.medians"].numpy().astype(np.float64)),
+              "mv": (arr("tables.mv"), tabs["tables.mv.medians"].numpy().astype(np.float64))}
+    return model.eval(), tables, hashlib.sha256(raw).digest(), path.stem
+
+
+# ---- intra frames: the image model, reconstructed in float64 -----------------------------
+class _Intra:
+    def __init__(self, weights=None, model=None):
+        from .image import ImageCodec
+
+        self.codec = ImageCodec(weights=weights, model=model)
+        m = self.codec.model
+        self.m = m
+        self.g_s = copy.deepcopy(m.g_s).double().eval()
+        self.lrp = copy.deepcopy(m.latent.lrp).double().eval()
+        self._hyper = None
+        orig = type(m)._hyper
+
+        def capture(z_hat):  # the hyperprior features, needed by the float64 residual prediction
+            self._hyper = orig(m, z_hat)
+            return self._hyper
+
+        m._hyper = capture
+
+    @property
+    def digest(self) -> bytes:
+        return self.codec.digest
+
+    def _synth(self, y_hat: torch.Tensor, q: float) -> torch.Tensor:
+        m, cs = self.m, self.m.latent.cs
+        y_hat, hyper = y_hat.double(), self._hyper.double()
+        recs = [y_hat[:, s * cs:(s + 1) * cs] + 0.5 * torch.tanh(
+            self.lrp[s](torch.cat([hyper, y_hat[:, :(s + 1) * cs]], 1)))
+            for s in range(m.latent.slices)]
+        scale = m._scaler(m.q_dec, torch.tensor([float(q)])).double()
+        x = self.g_s(torch.cat(recs, 1) * scale)
+        return torch.round(torch.clamp(x, 0, 1) * 255.0)  # integer-valued float64
+
+    def encode(self, rgb: torch.Tensor, q: float, coder) -> torch.Tensor:
+        y = self.m.analysis(rgb.float(), q)
+        r = self.m.compress_latent(y, coder, self.codec.tables)
+        return self._synth(r["y_hat"], q)
+
+    def decode(self, coder, hp: int, wp: int, q: float) -> torch.Tensor:
+        r = self.m.decompress_latent(coder, self.codec.tables, hp // 16, wp // 16)
+        return self._synth(r["y_hat"], q)
+
+
+# ---- the shared frame loop -------------------------------------------------------------
+class _Session:
+    """Model, tables and the one-frame state shared by encoder and decoder."""
+
+    def __init__(self, fmt: str, width: int, height: int, quality: float, weights=None,
+                 model=None, intra_weights=None, intra_model=None):
+        from models.video import PAD, VideoModel
+
+        if fmt not in _COLOR:
+            raise CodecError(f"unknown frame format {fmt!r} (use 'yuv420' or 'rgb')")
+        if model is not None:
+            self.model = model if isinstance(model, VideoModel) else VideoModel(model)
+            self.model = self.model.float().eval()
+            self.tables = self.model.build_tables()
+            self.digest, self.model_id = hashlib.sha256(b"in-memory").digest(), "in-memory"
+        else:
+            self.model, self.tables, self.digest, self.model_id = load_model(weights)
+        self.model.deterministic()
+        self.intra = _Intra(intra_weights, intra_model)
+        self.fmt, self.w, self.h = fmt, int(width), int(height)
+        self.hp, self.wp = self.h + (-self.h) % PAD, self.w + (-self.w) % PAD
+        nq = self.model.cfg.n_quality
+        self.q = float(np.float32(min(max(float(quality), 0.0), nq - 1.0)))
+        inq = self.intra.m.cfg.n_quality
+        self.q_intra = float(np.float32(self.q * (inq - 1) / (nq - 1)))
+        self.reset()
+
+    def reset(self) -> None:
+        self.ref_frame = self.ref_feat = self.prev_mv = None
+        self.since_intra = 0
+
+    # -- frames <-> padded tensors
+    def to_packed(self, frame) -> torch.Tensor:
+        """A user frame -> the packed, padded float32 tensor (1 x K x Hp/2 x Wp/2) in [0, 1]."""
+        from models.video import pack_frame
+
+        ph, pw = self.hp - self.h, self.wp - self.w
+        if self.fmt == "yuv420":
+            y, u, v = self._check_yuv(frame)
+            y = np.pad(y, ((0, ph), (0, pw)), mode="edge")
+            ch, cw = self.hp // 2 - u.shape[0], self.wp // 2 - u.shape[1]
+            u, v = (np.pad(c, ((0, ch), (0, cw)), mode="edge") for c in (u, v))
+            t = lambda a: torch.from_numpy(a.astype(np.float32))[None, None] / 255.0  # noqa: E731
+            return pack_frame((t(y), t(u), t(v)), "yuv420")
+        a = self._check_rgb(frame)
+        a = np.pad(a, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        return pack_frame(torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None] / 255.0, "rgb")
+
+    def to_user(self, packed: torch.Tensor):
+        """The packed 8-bit reconstruction -> the user's form, cropped."""
+        from models.video import unpack_frame
+
+        planes = unpack_frame(torch.round(packed.double() * 255.0), self.fmt)
+        if self.fmt == "yuv420":
+            ch, cw = (self.h + 1) // 2, (self.w + 1) // 2
+            y, u, v = (p[0, 0].numpy().astype(np.uint8) for p in planes)
+            return y[:self.h, :self.w].copy(), u[:ch, :cw].copy(), v[:ch, :cw].copy()
+        return planes[0].permute(1, 2, 0).numpy().astype(np.uint8)[:self.h, :self.w].copy()
+
+    def _check_yuv(self, frame):
+        if not isinstance(frame, (tuple, list)) or len(frame) != 3:
+            raise CodecError("a yuv420 frame is a (Y, U, V) tuple of uint8 planes")
+        ch, cw = (self.h + 1) // 2, (self.w + 1) // 2
+        out = []
+        for p, shape in zip(frame, ((self.h, self.w), (ch, cw), (ch, cw))):
+            p = np.asarray(p)
+            if p.dtype != np.uint8 or p.shape != shape:
+                raise CodecError(f"yuv420 planes must be uint8 of {self.h}x{self.w}, {ch}x{cw}, "
+                                 f"{ch}x{cw}; got {p.dtype} {p.shape}")
+            out.append(p)
+        return out
+
+    def _check_rgb(self, frame):
+        a = np.asarray(frame)
+        if a.dtype != np.uint8 or a.shape != (self.h, self.w, 3):
+            raise CodecError(f"an rgb frame must be uint8 {self.h}x{self.w}x3, got {a.dtype} {a.shape}")
+        return a
+
+    # -- intra
+    def _packed_to_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        from models.video import unpack_frame
+
+        if self.fmt == "rgb":
+            return unpack_frame(x.float(), "rgb")
+        y, u, v = (torch.round(p[0, 0].double() * 255).numpy().astype(np.uint8)
+                   for p in unpack_frame(x, "yuv420"))
+        return torch.from_numpy(yuv420_to_rgb(y, u, v) / 255.0).permute(2, 0, 1)[None].float()
+
+    def _rgb_to_packed(self, rgb255: torch.Tensor) -> torch.Tensor:
+        from models.video import pack_frame
+
+        if self.fmt == "rgb":
+            return pack_frame(rgb255 / 255.0, "rgb")
+        y, u, v = rgb_to_yuv420(rgb255[0].permute(1, 2, 0).numpy())
+        t = lambda a: torch.from_numpy(a.astype(np.float64))[None, None] / 255.0  # noqa: E731
+        return pack_frame((t(y), t(u), t(v)), "yuv420")
+
+    # -- one frame
+    def code(self, coder, intra: bool, refresh: bool, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame; updates the state
+        and returns the packed 8-bit reconstruction (float64)."""
+        from models.video import DecodeCoder, EncodeCoder
+
+        m = self.model
+        with torch.no_grad():
+            if intra:
+                if x is not None:
+                    rgb = self.intra.encode(self._packed_to_rgb(x), self.q_intra, coder)
+                else:
+                    rgb = self.intra.decode(coder, self.hp, self.wp, self.q_intra)
+                frame = self._rgb_to_packed(rgb)
+                self.ref_feat = self.prev_mv = None
+                self.since_intra = 0
+            else:
+                if self.ref_frame is None:
+                    raise FormatError("a P frame without a preceding intra frame")
+                dt = m._dt()
+                cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, dt)
+                q = torch.tensor([self.q])
+                out = m.p_frame(cod, self.fmt, q, self.ref_frame, self.ref_feat, self.prev_mv,
+                                refresh, x=x)
+                frame = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
+                self.ref_feat, self.prev_mv = out["feat"], out["mv"]
+                self.since_intra += 1
+        self.ref_frame = frame.to(m._dt())
+        return frame
+
+    def params(self, intra_period: int, refresh_period: int) -> dict:
+        p = {"v": FORMAT_VERSION, "intra_period": int(intra_period),
+             "refresh_period": int(refresh_period), "intra_model": self.intra.codec.model_id,
+             "intra_digest": self.intra.digest.hex()}
+        if self.fmt == "yuv420" and (self.w % 2 or self.h % 2):
+            p["width"], p["height"] = self.w, self.h
+        return p
+
+
+class VideoEncoder:
+    """Frame-by-frame encoder into a binary file object (see the module docstring).
+
+    ``quality`` is continuous in ``[0, n_quality - 1]`` (0 smallest files); ``intra_period``
+    N > 0 codes every N-th frame as an intra (seekable) frame, -1 only the first;
+    ``refresh_period`` R > 0 rebuilds the temporal feature from the decoded frame on every
+    R-th P frame after an intra frame (0 or -1: never); ``threads`` sets torch's threads.
+    ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
+    """
+
+    def __init__(self, out: BinaryIO, width: int, height: int, fmt: str = "yuv420",
+                 quality: float = 1.5, intra_period: int = -1, refresh_period: int = 32,
+                 fps=Fraction(30), threads: int | None = None, weights=None, model=None,
+                 intra_weights=None, intra_model=None):
+        if threads:
+            torch.set_num_threads(int(threads))
+        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+            raise CodecError(f"bad frame size {width}x{height}")
+        if not math.isfinite(float(quality)):
+            raise CodecError("quality must be a finite number")
+        self._s = _Session(fmt, width, height, quality, weights, model, intra_weights, intra_model)
+        self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
+        fps = Fraction(fps).limit_denominator(1 << 20)
+        hw, hh = (width + width % 2, height + height % 2) if fmt == "yuv420" else (width, height)
+        self.header = Header(StreamKind.VIDEO, hw, hh, _COLOR[fmt], 8, model_id=self._s.model_id,
+                             weights_digest=self._s.digest, quality=self._s.q,
+                             fps_num=fps.numerator, fps_den=fps.denominator, frame_count=0,
+                             params=self._s.params(self.intra_period, self.refresh_period))
+        self._w = ContainerWriter(out, self.header)
+        self.frames = 0
+        self.frame_bytes: list[int] = []  #: payload bytes of each coded frame
+        self._closed = False
+
+    @property
+    def quality(self) -> float:
+        return self._s.q
+
+    def encode(self, frame):
+        """Code one frame; returns the decoder's exact reconstruction in the input's form."""
+        if self._closed:
+            raise CodecError("the encoder is closed")
+        s = self._s
+        x = s.to_packed(frame)
+        intra = s.ref_frame is None or (self.intra_period > 0 and self.frames % self.intra_period == 0)
+        refresh = (not intra and self.refresh_period > 0
+                   and (s.since_intra + 1) % self.refresh_period == 0)
+        enc = RansEncoder()
+        rec = s.code(enc, intra, refresh, x=x)
+        payload = bytes([int(refresh)]) + enc.flush()
+        self._w.write_unit(UnitType.KEY if intra else UnitType.INTER, enc.checksum, payload)
+        self.frames += 1
+        self.frame_bytes.append(len(payload))
+        return s.to_user(rec)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._w.close()
+
+    def __enter__(self) -> "VideoEncoder":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.close()
+
+
+class VideoDecoder:
+    """Frame-by-frame decoder of a video stream (``bytes`` or a readable binary file).
+
+    Iterating yields the frames (the encoder's form); :meth:`seek` positions at the intra
+    frame at or before a frame index (seekable inputs). ``threads`` sets torch's threads."""
+
+    def __init__(self, src, weights=None, model=None, intra_weights=None, intra_model=None,
+                 threads: int | None = None):
+        if threads:
+            torch.set_num_threads(int(threads))
+        self._r = ContainerReader(src)
+        h = self.header = self._r.header
+        if h.kind != StreamKind.VIDEO:
+            raise CodecError(f"not a video stream ({StreamKind(h.kind).name.lower()})")
+        fmt = {v: k for k, v in _COLOR.items()}.get(ColorFormat(h.color_format))
+        if fmt is None:
+            raise CodecError(f"unsupported colour format {ColorFormat(h.color_format).name}")
+        p = h.params
+        if p.get("v") != FORMAT_VERSION:
+            raise FormatError(f"unsupported video layout version {p.get('v')!r}")
+        w, hh = int(p.get("width", h.width)), int(p.get("height", h.height))
+        if not (0 < w <= h.width and 0 < hh <= h.height):
+            raise FormatError("header params: bad width/height")
+        self._s = _Session(fmt, w, hh, h.quality, weights, model, intra_weights, intra_model)
+        if h.weights_digest != self._s.digest:
+            raise CodecError(f"the stream was made with other video model weights (model "
+                             f"{h.model_id!r}, digest {h.weights_digest.hex()[:16]}...) than the "
+                             f"loaded {self._s.model_id!r}")
+        if p.get("intra_digest") != self._s.intra.digest.hex():
+            raise CodecError(f"the stream's intra frames were made with other image model weights "
+                             f"({p.get('intra_model')!r}) than the loaded "
+                             f"{self._s.intra.codec.model_id!r}")
+        if float(np.float32(h.quality)) != self._s.q:
+            raise FormatError(f"quality {h.quality} is out of the model's range")
+        self.fmt, self.width, self.height = fmt, w, hh
+        self.fps = Fraction(h.fps_num, h.fps_den) if h.fps_num else None
+        self.index = 0  #: index of the next frame
+        self._units = None
+
+    def seek(self, frame_index: int) -> int:
+        """Go to the intra frame at or before ``frame_index``; returns its index."""
+        keys = [i for i, _ in self._r.key_units() if i <= frame_index]
+        if not keys:
+            raise CodecError(f"no intra frame at or before frame {frame_index}")
+        k = max(keys)
+        self._r.seek(k)
+        self._units = None
+        self._s.reset()
+        self.index = k
+        return k
+
+    def __iter__(self) -> Iterator:
+        while True:
+            f = self.read()
+            if f is None:
+                return
+            yield f
+
+    def read(self):
+        """The next frame, or None at the end of the stream."""
+        if self._units is None:
+            self._units = iter(self._r)
+        unit = next(self._units, None)
+        if unit is None:
+            return None
+        s = self._s
+        if not unit.payload or unit.payload[0] > 1 or (unit.type == UnitType.KEY and unit.payload[0]):
+            raise FormatError(f"frame {unit.index}: bad unit flags")
+        try:
+            dec = RansDecoder(unit.payload[1:])
+            rec = s.code(dec, unit.type == UnitType.KEY, bool(unit.payload[0]))
+            dec.finish()
+        except FormatError as e:
+            raise FormatError(f"frame {unit.index}: {e}") from None
+        except (ValueError, IndexError, RuntimeError, OverflowError) as e:
+            raise FormatError(f"frame {unit.index}: corrupt data ({type(e).__name__}: {e})") from None
+        if dec.checksum != unit.checksum:
+            raise FormatError(f"frame {unit.index}: symbol checksum mismatch: the decoder's "
+                              "probabilities differ from the encoder's (wrong model build, "
+                              "desynchronized reference or corrupt data)")
+        self.index = unit.index + 1
+        return s.to_user(rec)
