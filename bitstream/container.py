@@ -235,7 +235,7 @@ class ContainerWriter:
     def __enter__(self) -> "ContainerWriter":
         return self
 
-    def __exit__(self, exc_type, *_) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.close()
 

@@ -47,6 +47,8 @@ import math
 import zlib
 from typing import Sequence
 
+from numpy.typing import ArrayLike
+
 import numba as nb
 import numpy as np
 
@@ -138,7 +140,7 @@ def _cum_rows(pmf, bits, precision, out):
     return bad
 
 
-def _check_pmf(pmf: np.ndarray, precision: int) -> np.ndarray:
+def _check_pmf(pmf: ArrayLike, precision: int) -> np.ndarray:
     pmf = np.asarray(pmf)
     if pmf.ndim != 2 or pmf.shape[1] < 1:
         raise ValueError(f"pmf must be an N x K array with K >= 1, got shape {pmf.shape}")
@@ -213,7 +215,8 @@ class CdfTables:
             raise ValueError("cdf out of range")
 
     @classmethod
-    def from_pmfs(cls, pmfs: Sequence[np.ndarray], offsets: Sequence[int], tail_masses=None,
+    def from_pmfs(cls, pmfs: Sequence[np.ndarray], offsets: Sequence[int],
+                  tail_masses: ArrayLike | None = None,
                   precision: int = 16) -> "CdfTables":
         """Tables from probability vectors over each table's range; ``tail_masses[t]`` (default
         0) is the probability of falling outside it (the escape gets at least frequency 1)."""
@@ -482,7 +485,7 @@ def _decode_categorical(states, words, io, pmf, ws, scs, precision, out):
 # ----------------------------------------------------------------------------------------
 # public coder objects
 # ----------------------------------------------------------------------------------------
-def _as_1d(a, dtype, name) -> np.ndarray:
+def _as_1d(a: ArrayLike, dtype: type, name: str) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim != 1:
         a = a.reshape(-1)
@@ -503,12 +506,13 @@ class RansEncoder:
         self._n = 0
         self.checksum = 0
 
-    def _add(self, starts, freqs, precs, symbols) -> None:
+    def _add(self, starts: np.ndarray, freqs: np.ndarray, precs: np.ndarray,
+             symbols: np.ndarray) -> None:
         self._ops.append((starts, freqs, precs))
         self._n += starts.size
         self.checksum = zlib.crc32(symbols.astype("<i4", copy=False).tobytes(), self.checksum)
 
-    def encode_indexed(self, symbols, indexes, tables: CdfTables) -> None:
+    def encode_indexed(self, symbols: ArrayLike, indexes: ArrayLike, tables: CdfTables) -> None:
         """Code integer ``symbols`` (any shape, flattened in C order) with table ``indexes[i]``."""
         symbols = _as_1d(symbols, np.int32, "symbols")
         indexes = _as_1d(indexes, np.int32, "indexes")
@@ -520,7 +524,7 @@ class RansEncoder:
             raise ValueError(f"table index {indexes[bad]} out of range 0..{len(tables) - 1}")
         self._add(starts, freqs, precs, symbols)
 
-    def encode_categorical(self, symbols, pmf, precision: int = 24) -> None:
+    def encode_categorical(self, symbols: ArrayLike, pmf: ArrayLike, precision: int = 24) -> None:
         """Code ``symbols[i]`` in ``0..K-1`` with probabilities ``pmf[i]`` (``N x K``), quantized
         by :func:`quantize_pmf` at ``precision`` bits."""
         pmf = _check_pmf(pmf, precision)
@@ -589,7 +593,7 @@ class RansDecoder:
         self.checksum = zlib.crc32(out.astype("<i4", copy=False).tobytes(), self.checksum)
         return out
 
-    def decode_indexed(self, indexes, tables: CdfTables) -> np.ndarray:
+    def decode_indexed(self, indexes: ArrayLike, tables: CdfTables) -> np.ndarray:
         """Symbols coded with :meth:`RansEncoder.encode_indexed`; returns int32, flattened."""
         indexes = _as_1d(indexes, np.int32, "indexes")
         out = np.empty(indexes.size, np.int32)
@@ -599,7 +603,7 @@ class RansDecoder:
             raise ValueError(f"table index out of range 0..{len(tables) - 1}")
         return self._done(out)
 
-    def decode_categorical(self, pmf, precision: int = 24) -> np.ndarray:
+    def decode_categorical(self, pmf: ArrayLike, precision: int = 24) -> np.ndarray:
         """Symbols coded with :meth:`RansEncoder.encode_categorical` and the same ``pmf``."""
         pmf = _check_pmf(pmf, precision)
         n = pmf.shape[0]

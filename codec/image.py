@@ -7,6 +7,10 @@ probabilities runs in float64 on grid values (exact, reproducible on any thread 
 unit's symbol checksum is verified so that a decoder whose probabilities drift stops with a
 :class:`FormatError`; weights other than the encoder's give a :class:`CodecError`.
 
+Images go in and come out as numpy ``H x W x 3`` uint8 arrays, Pillow images or torch
+tensors (``C x H x W`` / ``N x C x H x W`` float in ``[0, 1]``, any device): the conversions
+are those of :mod:`codec.convert`; ``encode_batch`` / ``decode_batch`` code batches.
+
 Quality is continuous in ``[0, n_quality - 1]``; ``bpp=`` and ``psnr=`` targets search it.
 ``effort > 0`` refines the latent with stochastic Gumbel annealing (encoder only).
 """
@@ -15,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import torch
@@ -24,7 +30,11 @@ import torch.nn.functional as F
 from bitstream import FormatError, Header, RansDecoder, RansEncoder, StreamKind, UnitType, pack, unpack
 from bitstream.container import ColorFormat
 
+from .convert import BatchMixin, ImageLike, Output, from_array, to_array
 from .errors import CodecError
+
+if TYPE_CHECKING:  # PIL is imported only when a PIL image is asked for
+    from PIL import Image
 
 __all__ = ["ImageCodec", "export_weights", "WEIGHTS_DIR", "DEFAULT_MODEL"]
 
@@ -34,13 +44,13 @@ PAD = 64  # total down-sampling of the hyperprior
 FORMAT_VERSION = 1
 
 
-def _tensors_of_tables(prefix: str, t) -> dict:
+def _tensors_of_tables(prefix: str, t: Any) -> dict[str, torch.Tensor]:
     from models.entropy import tables_to_arrays
 
     return {f"{prefix}.{k}": torch.from_numpy(v) for k, v in tables_to_arrays(t).items()}
 
 
-def export_weights(model, dest: Path, info: dict | None = None) -> dict:
+def export_weights(model: Any, dest: str | Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` as a safetensors file with its coder tables (so decoders everywhere use
     the very same integers) and a registry JSON beside it; returns the registry entry."""
     from safetensors.torch import save_file
@@ -65,10 +75,15 @@ def export_weights(model, dest: Path, info: dict | None = None) -> dict:
     return entry
 
 
-class ImageCodec:
-    """Encode / decode HxWx3 uint8 images with the shipped (or a given) image model."""
+class ImageCodec(BatchMixin):
+    """Encode / decode RGB images with the shipped (or a given) image model.
 
-    def __init__(self, weights: str | Path | None = None, model=None):
+    ``weights``: a ``.safetensors`` file written by :func:`export_weights` (default: the
+    shipped ``image_small``); ``model``: an in-memory :class:`models.image.ImageModel`
+    instead (tests, training). The model runs on the CPU whatever the input's device.
+    """
+
+    def __init__(self, weights: str | Path | None = None, model: Any = None) -> None:
         from models.entropy import tables_from_arrays
         from models.image import ImageModel, ImageModelConfig
 
@@ -94,7 +109,7 @@ class ImageCodec:
             self.model.load_state_dict({k: v for k, v in sd.items() if k not in tabs})
             self.model.eval()
 
-            def arr(p):
+            def arr(p: str) -> dict[str, np.ndarray]:
                 return {k[len(p) + 1:]: tabs[k].numpy() for k in tabs
                         if k.startswith(p + ".") and not k.endswith("medians")}
 
@@ -105,12 +120,12 @@ class ImageCodec:
 
     # ------------------------------------------------------------------------------------
     @staticmethod
-    def _check_image(image) -> np.ndarray:
-        a = np.asarray(image)
+    def _check_image(image: ImageLike) -> np.ndarray:
+        a = to_array(image)
         if a.dtype != np.uint8:
             raise CodecError(f"image must be uint8, got {a.dtype} (16-bit input is not supported)")
-        if a.ndim == 2:
-            a = np.repeat(a[:, :, None], 3, 2)
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = np.repeat(a, 3, 2)
         if a.ndim != 3 or a.shape[2] != 3:
             raise CodecError(f"image must be HxWx3 (RGB) or HxW (gray), got shape {a.shape}"
                              + (" (alpha is not supported)" if a.ndim == 3 and a.shape[2] == 4 else ""))
@@ -145,23 +160,28 @@ class ImageCodec:
         with torch.no_grad():
             return self._to_image(self.model.synthesis(y_rec, q), h, w)
 
-    def encode(self, image: np.ndarray, quality: float = 4.0, bpp: float | None = None,
+    def encode(self, image: ImageLike, quality: float = 4.0, bpp: float | None = None,
                psnr: float | None = None, effort: int = 0) -> bytes:
-        """A complete ``.ncz`` file of ``image``. ``quality`` in ``[0, n_quality - 1]``
-        (continuous); ``bpp`` / ``psnr`` targets override it."""
+        """A complete ``.ncz`` file of one image (numpy ``H x W x 3`` or ``H x W`` uint8, PIL
+        image, torch ``C x H x W`` or ``1 x C x H x W``; grey is coded as RGB).
+
+        ``quality`` in ``[0, n_quality - 1]`` (continuous, higher is better); a ``bpp`` or
+        ``psnr`` target overrides it; ``effort > 0`` refines the latent (slower encoder).
+        Raises :class:`CodecError` for input it cannot code (alpha, 16-bit, wrong shape).
+        """
         a = self._check_image(image)
         h, w = a.shape[:2]
         x = self._to_tensor(a)
         with torch.no_grad():
             feat = self.model.g_a(x)
 
-        def latent(q):
+        def latent(q: float) -> torch.Tensor:
             y = feat / self.model._scaler(self.model.q_enc, torch.tensor([float(q)]))
             if effort > 0:
                 y = self._refine(x, y, q, effort)
             return y
 
-        def trial(q):
+        def trial(q: float) -> tuple[bytes, dict]:
             q = float(np.float32(q))  # the header stores float32: decode sees this value
             payload, crc, r = self._code(latent(q), q)
             data = self._container(payload, crc, h, w, q)
@@ -177,10 +197,12 @@ class ImageCodec:
             return self._search(trial, lambda d, r: _bpp(d, h, w), float(bpp), rel=0.015)
         from codec.metrics import psnr as psnr_fn
 
+        assert psnr is not None
         return self._search(trial, lambda d, r: psnr_fn(a, self._reconstruct(r["y_rec"], _q_of(d), h, w)),
                             float(psnr), rel=0.0, at_least=True)
 
-    def encode_with_reconstruction(self, image: np.ndarray, quality: float = 4.0):
+    def encode_with_reconstruction(self, image: ImageLike,
+                                   quality: float = 4.0) -> tuple[bytes, np.ndarray]:
         """``(file bytes, the decoder's image)`` at a fixed quality: the reconstruction is
         computed on the encoder side from the coded latent (evaluation, PSNR targets)."""
         a = self._check_image(image)
@@ -191,12 +213,16 @@ class ImageCodec:
         payload, crc, r = self._code(y, q)
         return self._container(payload, crc, h, w, q), self._reconstruct(r["y_rec"], q, h, w)
 
-    def _search(self, trial, measure, target: float, rel: float, at_least: bool = False):
+    def _search(self, trial: Callable[[float], tuple[bytes, dict]],
+                measure: Callable[[bytes, dict], float], target: float, rel: float,
+                at_least: bool = False) -> bytes:
         """Bisection on the (monotone) quality for a target of ``measure``. With ``at_least``
         the result is the cheapest file meeting the target (or the best reachable); otherwise
         the file closest to the target (within ``rel``, or the closest found)."""
         lo, hi = 0.0, self.n_quality - 1.0
-        best, best_err, ok = None, math.inf, None
+        best: bytes | None = None
+        best_err = math.inf
+        ok: tuple[float, bytes] | None = None
         for _ in range(14):
             q = 0.5 * (lo + hi)
             data, r = trial(q)
@@ -222,13 +248,26 @@ class ImageCodec:
                     lo = q
         if at_least:
             return ok[1] if ok is not None else trial(self.n_quality - 1.0)[0]
+        assert best is not None  # the first trial always sets it
         return best
 
     # ------------------------------------------------------------------------------------
-    def decode(self, data: bytes) -> np.ndarray:
-        """The image (HxWx3 uint8) of an ncodec image file."""
+    @overload
+    def decode(self, data: bytes, output: Literal["numpy"] = ..., device: Any = ...) -> np.ndarray: ...
+    @overload
+    def decode(self, data: bytes, output: Literal["pil"], device: Any = ...) -> Image.Image: ...
+    @overload
+    def decode(self, data: bytes, output: Literal["torch"], device: Any = ...) -> torch.Tensor: ...
+
+    def decode(self, data: bytes, output: Output = "numpy",
+               device: Any = None) -> np.ndarray | Image.Image | torch.Tensor:
+        """The image of an ncodec image file: ``H x W x 3`` uint8 (``output="numpy"``), an
+        RGB PIL image (``"pil"``) or a ``1 x 3 x H x W`` float tensor in ``[0, 1]`` on
+        ``device`` (``"torch"``). Bad files raise :class:`FormatError` /
+        :class:`CodecError`."""
         header, r = self.decode_latent(data)
-        return self._reconstruct(r["y_rec"], header.quality, header.height, header.width)
+        a = self._reconstruct(r["y_rec"], header.quality, header.height, header.width)
+        return from_array(a, output, device)
 
     def decode_latent(self, data: bytes) -> tuple[Header, dict]:
         """Header and decoded latent (``y_hat``: the exact float64 grid values; ``y_rec``)

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 from bitstream.container import LIMITS
 
+from .convert import array_to_pil, pil_to_array
 from .errors import CodecError
 
 __all__ = ["read_bytes", "write_atomic", "read_image", "encode_image_file", "write_image"]
@@ -111,29 +112,14 @@ def read_image(src: str | os.PathLike | bytes | BinaryIO) -> np.ndarray:
 
     8-bit inputs give ``uint8`` with C = 1 (grey), 3 (RGB) or 4 (RGBA: RGB + alpha);
     palette images are expanded, CMYK/YCbCr converted to RGB; 16-bit greyscale gives
-    ``uint16`` with C = 1. Other modes (32-bit integer or float) raise :class:`CodecError`.
+    ``uint16`` with C = 1 (:func:`codec.convert.pil_to_array`). Other modes (32-bit integer
+    or float) raise :class:`CodecError`.
     """
     im = _open(src)
     try:
-        im = ImageOps.exif_transpose(im)
-        mode = im.mode
-        if mode in ("1", "L"):
-            im = im.convert("L")
-        elif mode == "P":
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        elif mode in ("LA", "PA"):
-            im = im.convert("RGBA")
-        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-            im = im.convert("RGB")
-        elif mode.startswith("I;16"):
-            return np.asarray(im, dtype=np.uint16).reshape(im.height, im.width, 1).copy()
-        elif mode not in ("RGB", "RGBA"):
-            raise CodecError(f"unsupported image mode {mode!r} (8-bit grey/RGB/RGBA or 16-bit "
-                             "grey expected)")
-        a = np.asarray(im, dtype=np.uint8)
+        return pil_to_array(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError) as e:
         raise CodecError(f"cannot decode the image: {e}") from None
-    return a.reshape(a.shape[0], a.shape[1], -1).copy()
 
 
 def _fmt_for(path: str | os.PathLike) -> str:
@@ -145,15 +131,7 @@ def _fmt_for(path: str | os.PathLike) -> str:
 def encode_image_file(array: np.ndarray, fmt: str = "PNG") -> bytes:
     """Encode an ``H x W x C`` array (C in 1, 3, 4; uint8, or uint16 grey) as an image file.
     WebP is written lossless; JPEG (lossy) is allowed because the user asked for it."""
-    a = np.asarray(array)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.dtype == np.uint16 and a.shape[2] == 1:
-        im = Image.fromarray(a[:, :, 0].astype(np.uint16), mode="I;16")
-    elif a.dtype == np.uint8 and a.shape[2] in (1, 3, 4):
-        im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
-    else:
-        raise CodecError(f"cannot write an image of shape {a.shape} and type {a.dtype}")
+    im = array_to_pil(array)
     buf = io.BytesIO()
     kwargs = {"lossless": True} if fmt == "WEBP" else {}
     im.save(buf, format=fmt, **kwargs)

@@ -15,7 +15,8 @@ Two kinds of shipped circuit (``codec/weights/lossless_*.safetensors`` + registr
   image; every pixel is coded with its exact conditional given the pixels before it in the
   tree's pre-order, by the efficient scheme of :mod:`models.hclt_coding`.
 
-Inputs: ``H x W x C`` uint8 with C = 1 (grey) or 3 (RGB). Alpha (C = 4) and 16-bit samples
+Inputs: ``H x W x C`` uint8 with C = 1 (grey) or 3 (RGB), as numpy arrays, Pillow images or
+torch tensors (:mod:`codec.convert`); ``decode`` returns any of the three (``output=``). Alpha (C = 4) and 16-bit samples
 are refused with :class:`CodecError` (drop/flatten alpha or reduce to 8 bits first); they are
 never silently altered. All pmfs are float64 from fixed-order numba kernels: bit-identical on
 encoder and decoder at any thread count; the unit's symbol checksum guards the rest.
@@ -25,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -34,7 +37,14 @@ from bitstream import (ColorFormat, FormatError, Header, RansDecoder, RansEncode
                        UnitType, pack, unpack)
 from bitstream.container import LIMITS
 
+from .convert import BatchMixin, ImageLike, Output, from_array, to_array
 from .errors import CodecError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from models.hclt_coding import CircuitTables
 
 __all__ = ["LosslessCodec", "MODELS", "load_circuit"]
 
@@ -49,7 +59,8 @@ _SET_CHUNK = 128  #: images per batch of an image-set stream
 
 
 @lru_cache(maxsize=None)
-def load_circuit(model_id: str, weights_dir: str | None = None):
+def load_circuit(model_id: str,
+                 weights_dir: str | None = None) -> tuple[CircuitTables, bytes, dict[str, Any]]:
     """``(tables, sha256 digest, registry entry)`` of a shipped circuit; checks the file's
     sha256 against its registry entry."""
     from safetensors.numpy import load
@@ -75,8 +86,8 @@ def load_circuit(model_id: str, weights_dir: str | None = None):
     return tables, digest, entry
 
 
-def _check_image(image) -> np.ndarray:
-    a = np.asarray(image)
+def _check_image(image: ImageLike) -> np.ndarray:
+    a = to_array(image)
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
@@ -97,7 +108,7 @@ def _check_image(image) -> np.ndarray:
 
 
 @contextmanager
-def _serial_numba():
+def _serial_numba() -> Iterator[None]:
     """Run numba kernels on the calling thread only: the decoder makes thousands of small
     calls, and waking worker threads costs milliseconds per call on a loaded CPU."""
     import numba
@@ -110,20 +121,22 @@ def _serial_numba():
         numba.set_num_threads(n)
 
 
-class LosslessCodec:
+class LosslessCodec(BatchMixin):
     """Lossless coder: ``encode(image) -> bytes`` (a complete ``.ncz`` file) and
     ``decode(bytes) -> image``. ``model`` picks the circuit used to *encode*; decoding always
     uses the model named in the file (and checks its weights digest)."""
 
-    def __init__(self, model: str = "hclt-photo", weights_dir: str | None = None):
+    def __init__(self, model: str = "hclt-photo", weights_dir: str | None = None) -> None:
         if model not in MODELS:
             raise CodecError(f"unknown lossless model {model!r} (known: {', '.join(MODELS)})")
         self.model = model
         self.weights_dir = weights_dir
 
     # -- public API -------------------------------------------------------------------------
-    def encode(self, image: np.ndarray) -> bytes:
-        """Code an ``H x W x C`` uint8 image (C = 1 or 3) losslessly; returns the file bytes."""
+    def encode(self, image: ImageLike) -> bytes:
+        """Code one 8-bit grey or RGB image losslessly (numpy ``H x W x C`` with C = 1 or 3
+        or ``H x W``, PIL image, torch ``C x H x W`` uint8 or float in ``[0, 1]``, rounded to
+        8 bits); returns the file bytes. Alpha and 16-bit input raise :class:`CodecError`."""
         a = _check_image(image)
         h, w, c = a.shape
         tables, digest, _ = load_circuit(self.model, self.weights_dir)
@@ -143,8 +156,21 @@ class LosslessCodec:
                         8, model_id=self.model, weights_digest=digest, params=params)
         return pack(header, [(UnitType.KEY, enc.checksum, payload)])
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """The exact pixels of a file made by :meth:`encode` (``H x W x C`` uint8)."""
+    @overload
+    def decode(self, data: bytes, output: Literal["numpy"] = ..., device: Any = ...) -> np.ndarray: ...
+    @overload
+    def decode(self, data: bytes, output: Literal["pil"], device: Any = ...) -> Image.Image: ...
+    @overload
+    def decode(self, data: bytes, output: Literal["torch"], device: Any = ...) -> torch.Tensor: ...
+
+    def decode(self, data: bytes, output: Output = "numpy",
+               device: Any = None) -> np.ndarray | Image.Image | torch.Tensor:
+        """The exact pixels of a file made by :meth:`encode`: ``H x W x C`` uint8 (C = 1 or
+        3), a PIL image (``output="pil"``, mode L or RGB) or a ``1 x C x H x W`` float tensor
+        in ``[0, 1]`` on ``device`` (``"torch"``)."""
+        return from_array(self._decode(data), output, device)
+
+    def _decode(self, data: bytes) -> np.ndarray:
         header, units = unpack(data)
         if header.kind != StreamKind.LOSSLESS:
             raise CodecError(f"not a lossless stream ({StreamKind(header.kind).name.lower()})")
@@ -237,13 +263,13 @@ class LosslessCodec:
 
     # -- internals --------------------------------------------------------------------------
     @staticmethod
-    def _check_small(tables, h, w, c) -> None:
+    def _check_small(tables: CircuitTables, h: int, w: int, c: int) -> None:
         if c != 1 or h * w != tables.num_vars:
             raise CodecError(f"this circuit codes {tables.num_vars}-pixel grey images "
                              f"(28x28), got {w}x{h}x{c}; use the default model for photos")
 
     @staticmethod
-    def _decode_small(tables, dec: RansDecoder, h: int, w: int, c: int, model_id: str) -> np.ndarray:
+    def _decode_small(tables: CircuitTables, dec: RansDecoder, h: int, w: int, c: int, model_id: str) -> np.ndarray:
         if h * w != tables.num_vars or c != 1:
             raise FormatError(f"{model_id} codes {tables.num_vars}-pixel grey images, "
                               f"the header says {w}x{h}x{c}")
@@ -269,7 +295,8 @@ class LosslessCodec:
             masks.append(m)
         return masks
 
-    def _photo_waves(self, tables, h: int, w: int, c: int, code, strength: float,
+    def _photo_waves(self, tables: CircuitTables, h: int, w: int, c: int,
+                     code: Callable[[int, np.ndarray, np.ndarray], np.ndarray], strength: float,
                      decay: float, edge: bool) -> np.ndarray:
         """The one wavefront loop of the photo codec, shared by encoder and decoder:
         ``code(ch, pix, pmf) -> symbols`` codes (or decodes) channel ``ch`` of pixels ``pix``.
@@ -290,17 +317,18 @@ class LosslessCodec:
                 s = code(ch, pix, pmf)
                 rows[:, ch] = s
                 reconstruct(img, res, pix, ch, s)
-                leaves[ch].update(*wts, s)
+                us, vs = wts
+                leaves[ch].update(us, vs, s)
         return img
 
-    def _encode_photo(self, tables, a: np.ndarray, enc: RansEncoder, strength: float,
+    def _encode_photo(self, tables: CircuitTables, a: np.ndarray, enc: RansEncoder, strength: float,
                       decay: float, edge: bool) -> None:
         from models.hclt_pixels import pixel_variables
 
         h, w, c = a.shape
         targets = pixel_variables(a)
 
-        def code(ch, pix, pmf):
+        def code(ch: int, pix: np.ndarray, pmf: np.ndarray) -> np.ndarray:
             s = targets[pix, ch]
             enc.encode_categorical(s, pmf, PRECISION)
             return s
@@ -308,7 +336,7 @@ class LosslessCodec:
         with _serial_numba():
             self._photo_waves(tables, h, w, c, code, strength, decay, edge)
 
-    def _decode_photo(self, tables, dec: RansDecoder, h: int, w: int, c: int, strength: float,
+    def _decode_photo(self, tables: CircuitTables, dec: RansDecoder, h: int, w: int, c: int, strength: float,
                       decay: float, edge: bool) -> np.ndarray:
         img = self._photo_waves(tables, h, w, c,
                                 lambda ch, pix, pmf: dec.decode_categorical(pmf, PRECISION),
