@@ -44,7 +44,7 @@ from .errors import CodecError
 
 __all__ = ["VIDEO_EXTS", "RAW_EXTS", "Video", "VideoSource", "VideoSink", "open_video", "open_writer",
            "read_clip", "frames_to_video", "yuv420_to_rgb", "rgb_to_yuv420", "is_video_path",
-           "parse_size", "Y4M_SIGNATURE", "output_kind"]
+           "parse_size", "Y4M_SIGNATURE", "output_kind", "AtomicFile"]
 
 VIDEO_EXTS = (".mp4", ".mkv", ".y4m", ".avi", ".mov", ".webm", ".mpg", ".ts")  #: self-describing
 RAW_EXTS = (".yuv",)  #: raw planes: the size must be given
@@ -525,6 +525,62 @@ def _umask() -> int:
     return umask
 
 
+def _parent_dir(path: Path) -> Path:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CodecError(f"{parent}: no such directory")
+    return parent
+
+
+class AtomicFile:
+    """A binary output written under a temporary name beside ``path`` and renamed over it by
+    :meth:`commit` (a reader never sees half a file); :meth:`discard` drops it. ``-`` is
+    stdout. An existing ``path`` is refused unless ``force``. As a context manager it commits
+    on success and discards on an exception."""
+
+    def __init__(self, path, force: bool = False):
+        self.path, self.tmp = (None if str(path) == "-" else Path(path)), None
+        if self.path is None:
+            self.file = sys.stdout.buffer
+            return
+        if self.path.is_dir():
+            raise CodecError(f"{self.path}: is a directory")
+        if self.path.exists() and not force:
+            raise CodecError(f"{self.path}: already exists (use --force to overwrite)")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                       dir=_parent_dir(self.path))
+        except PermissionError:
+            raise CodecError(f"{self.path.parent}: permission denied") from None
+        self.tmp, self.file = Path(tmp), os.fdopen(fd, "w+b")
+
+    def commit(self) -> None:
+        self.file.flush()
+        if self.tmp is not None:
+            try:
+                os.fsync(self.file.fileno())
+                self.file.close()
+                os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+                os.replace(self.tmp, self.path)
+            except BaseException:
+                self.discard()
+                raise
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> BinaryIO:
+        return self.file
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
 class VideoSink:
     """Writes frames to a file or directory, atomically (see :func:`open_writer`)."""
 
@@ -535,22 +591,12 @@ class VideoSink:
         _check_size(width, height, str(dst))
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.fmt, self.full_range, self.count = fmt, full_range, 0
-        self._dst, self._tmp, self._done = (None if str(dst) == "-" else Path(dst)), None, False
-        if self._dst is not None:
-            self._prepare(force)
+        self._done = False
+        self._open(dst, force)
 
-    def _prepare(self, force: bool) -> None:
-        d = self._dst
-        if d.exists() and not force:
-            raise CodecError(f"{d}: already exists (use --force to overwrite)")
-        if d.is_dir():
-            raise CodecError(f"{d}: is a directory")
-        parent = d.parent if str(d.parent) else Path(".")
-        if not parent.is_dir():
-            raise CodecError(f"{parent}: no such directory")
-        fd, tmp = tempfile.mkstemp(prefix=f".{d.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+    def _open(self, dst, force: bool) -> None:
+        self._out = AtomicFile(dst, force)
+        self._f = self._out.file
 
     def _frame(self, frame, want: str):
         """The frame in the form ``want``, converted (BT.601) when it was given in the other."""
@@ -572,10 +618,6 @@ class VideoSink:
     def _finish(self) -> None:
         pass
 
-    def _commit(self) -> None:
-        os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-        os.replace(self._tmp, self._dst)
-
     def close(self) -> None:
         """Finish the output and move it into place."""
         if self._done:
@@ -583,11 +625,10 @@ class VideoSink:
         self._done = True
         try:
             self._finish()
-            if self._tmp is not None:
-                self._commit()
         except BaseException:
-            self._discard()
+            self._out.discard()
             raise
+        self._out.commit()
 
     def abort(self) -> None:
         """Drop what was written (the output is left as it was)."""
@@ -597,14 +638,7 @@ class VideoSink:
                 self._finish()
             except Exception:  # noqa: BLE001  (we are dropping the output anyway)
                 pass
-            self._discard()
-
-    def _discard(self) -> None:
-        if self._tmp is not None:
-            if self._tmp.is_dir():
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            else:
-                self._tmp.unlink(missing_ok=True)
+            self._out.discard()
 
     def __enter__(self) -> "VideoSink":
         return self
@@ -622,7 +656,6 @@ class _PlanesSink(VideoSink):
     def __init__(self, dst, *a, y4m: bool = True, **kw):
         super().__init__(dst, *a, **kw)
         self._y4m = y4m
-        self._f = sys.stdout.buffer if self._tmp is None else open(self._tmp, "wb")
         if y4m:
             n, d = self.fps.numerator, self.fps.denominator
             rng = " XCOLORRANGE=FULL" if self.full_range else ""
@@ -636,12 +669,6 @@ class _PlanesSink(VideoSink):
         for p in (y, u, v):
             self._f.write(np.ascontiguousarray(p).tobytes())
 
-    def _finish(self) -> None:
-        self._f.flush()
-        if self._tmp is not None:
-            os.fsync(self._f.fileno())
-            self._f.close()
-
 
 class _AVSink(VideoSink):
     """Lossless mkv (FFV1) or mp4 (H.264 qp 0) through PyAV."""
@@ -649,19 +676,19 @@ class _AVSink(VideoSink):
     def __init__(self, dst, *a, kind: str, **kw):
         import av
 
-        super().__init__(dst, *a, **kw)
-        if self._tmp is None:
+        if str(dst) == "-":
             raise CodecError(f"cannot write {kind} to stdout (use y4m)")
+        super().__init__(dst, *a, **kw)
         rgb = self.fmt == "rgb"
         codec, pix, opts = {
             ("mkv", False): ("ffv1", "yuv420p", {}), ("mkv", True): ("ffv1", "bgr0", {}),
             ("mp4", False): ("libx264", "yuv420p", {"qp": "0", "preset": "medium"}),
             ("mp4", True): ("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"})}[kind, rgb]
         try:
-            self._c = av.open(str(self._tmp), "w", format="matroska" if kind == "mkv" else "mp4")
+            self._c = av.open(self._f, "w", format="matroska" if kind == "mkv" else "mp4")
             s = self._s = self._c.add_stream(codec, rate=self.fps)
         except (av.error.FFmpegError, ValueError) as e:
-            self._discard()
+            self._out.discard()
             raise CodecError(f"this PyAV/FFmpeg cannot write {kind} with {codec}: {e}") from None
         s.width, s.height, s.pix_fmt, s.options = self.width, self.height, pix, opts
         s.time_base = 1 / self.fps
@@ -678,8 +705,7 @@ class _AVSink(VideoSink):
             y, u, v = self._frame(frame, "yuv420")
             f = av.VideoFrame(self.width, self.height, "yuv420p")
             for i, p in enumerate((y, u, v)):
-                ls = f.planes[i].line_size
-                buf = np.zeros((p.shape[0], ls), np.uint8)
+                buf = np.zeros((p.shape[0], f.planes[i].line_size), np.uint8)
                 buf[:, :p.shape[1]] = p
                 f.planes[i].update(buf)
             if self.full_range:
@@ -697,26 +723,27 @@ class _AVSink(VideoSink):
 
 
 class _PNGSink(VideoSink):
-    """A directory of ``000000.png``, ``000001.png``, ... (RGB; YUV frames converted)."""
+    """A directory of ``000000.png``, ``000001.png``, ... (RGB; YUV frames converted),
+    filled under a temporary name and renamed into place (or, with ``force`` and an existing
+    non-empty directory, its files moved in one by one)."""
 
-    def _prepare(self, force: bool) -> None:
-        d = self._dst
+    def _open(self, dst, force: bool) -> None:
+        d = self._dst = Path(dst)
         if d.exists() and not d.is_dir():
             raise CodecError(f"{d}: exists and is not a directory")
-        if d.is_dir() and any(d.iterdir()) and not force:
-            raise CodecError(f"{d}: directory is not empty (use --force to write into it)")
-        parent = d.parent if str(d.parent) else Path(".")
-        if not parent.is_dir():
-            raise CodecError(f"{parent}: no such directory")
         self._into_existing = d.is_dir() and any(d.iterdir())
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp", dir=parent))
+        if self._into_existing and not force:
+            raise CodecError(f"{d}: directory is not empty (use --force to write into it)")
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp",
+                                          dir=_parent_dir(d)))
+        self._out = self  # commit / discard below
 
     def _write(self, frame) -> None:
         from PIL import Image
 
         Image.fromarray(self._frame(frame, "rgb")).save(self._tmp / f"{self.count:06d}.png")
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         umask = _umask()
         for f in self._tmp.iterdir():
             os.chmod(f, 0o666 & ~umask)
@@ -724,11 +751,14 @@ class _PNGSink(VideoSink):
             for f in sorted(self._tmp.iterdir()):
                 os.replace(f, self._dst / f.name)
             self._tmp.rmdir()
-        else:
-            if self._dst.is_dir():
-                self._dst.rmdir()  # empty
-            os.chmod(self._tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-            os.replace(self._tmp, self._dst)
+            return
+        if self._dst.is_dir():
+            self._dst.rmdir()  # empty
+        os.chmod(self._tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        os.replace(self._tmp, self._dst)
+
+    def discard(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def open_writer(dst, width: int, height: int, fps=Fraction(25), fmt: str = "yuv420",

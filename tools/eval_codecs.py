@@ -21,7 +21,8 @@ import numpy as np
 
 from codec.errors import CodecError
 
-__all__ = ["ImageAdapter", "VideoAdapter", "get_codec", "codec_names", "default_codecs"]
+__all__ = ["ImageAdapter", "VideoAdapter", "NcodecImage", "NcodecLossless", "NcodecVideo",
+           "get_codec", "codec_names", "default_codecs"]
 
 
 class ImageAdapter:
@@ -114,12 +115,83 @@ class NcodecLossless(ImageAdapter):
         return f"{super().signature()}|{bytes(self.digest).hex()}"
 
 
+class NcodecVideo(VideoAdapter):
+    """ncodec's learned video codec (``codec.video``): five quality points spread over the
+    model's continuous range; the variant after ``@`` names other weights (a file or a name in
+    ``codec/weights``). ``intra_period`` as for the classic codecs; ``refresh_period`` is the
+    codec's feature refresh (its default when None). Every decode is checked against the
+    encoder's own reconstruction: a mismatch is a :class:`CodecError`."""
+
+    def __init__(self, variant: str | None = None, intra_period: int = -1,
+                 refresh_period: int | None = None):
+        from pathlib import Path
+
+        from codec import video
+
+        self.weights = None
+        if variant:
+            p = Path(variant)
+            self.weights = p if p.suffix else video.WEIGHTS_DIR / f"{variant}.safetensors"
+        self.model, _, self.digest, self.model_id = video.load_model(self.weights)
+        n = int(self.model.cfg.n_quality)
+        self.name = "ncodec-video" + (f"@{variant}" if variant else "")
+        self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
+        self.intra_period = intra_period if intra_period and intra_period > 0 else -1
+        self.refresh_period = refresh_period
+        keyint = "only the first frame intra" if self.intra_period < 0 else \
+            f"intra period {self.intra_period}"
+        refresh = "codec default" if refresh_period is None else refresh_period
+        self.description = (f"ncodec learned video codec, model {self.model_id}, YUV 4:2:0, "
+                            f"low delay ({keyint}, feature refresh {refresh})")
+        self._recon: tuple[bytes, list] | None = None
+
+    def encode(self, video, setting) -> bytes:
+        import io
+
+        from codec.video import VideoEncoder
+
+        buf = io.BytesIO()
+        kw = {"refresh_period": self.refresh_period} if self.refresh_period is not None else {}
+        with VideoEncoder(buf, video.width, video.height, fmt="yuv420", quality=float(setting),
+                          intra_period=self.intra_period, fps=video.fps, weights=self.weights,
+                          **kw) as enc:
+            recon = [enc.encode((video.y[t], video.u[t], video.v[t]))
+                     for t in range(video.frames)]
+        data = buf.getvalue()
+        self._recon = (data, recon)
+        return data
+
+    def decode(self, data: bytes):
+        from fractions import Fraction
+
+        from codec.video import VideoDecoder
+
+        from .eval_media import Video
+
+        dec = VideoDecoder(data, weights=self.weights)
+        frames = list(dec)
+        if not frames:
+            raise CodecError(f"{self.name}: the stream holds no frames")
+        if self._recon is not None and self._recon[0] == data:
+            bad = [t for t, (a, b) in enumerate(zip(frames, self._recon[1]))
+                   if not all(np.array_equal(p, q) for p, q in zip(a, b))]
+            if bad or len(frames) != len(self._recon[1]):
+                raise CodecError(f"{self.name}: decoded frames differ from the encoder's "
+                                 f"reconstruction (first at frame {bad[0] if bad else len(frames)})")
+        y, u, v = (np.stack([f[i] for f in frames]) for i in range(3))
+        return Video(y, u, v, dec.fps or Fraction(25))
+
+    def signature(self) -> str:
+        return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
+                f"r{self.refresh_period}")
+
+
 def _factories() -> tuple[dict, dict]:
     """(image factories, video factories): name -> callable(variant, ...) -> adapter."""
     from tools import classic
 
     images = {**classic.IMAGE_CODECS, "ncodec": NcodecImage, "ncodec-lossless": NcodecLossless}
-    return images, dict(classic.VIDEO_CODECS)
+    return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo}
 
 
 def codec_names(kind: str | None = None) -> list[str]:
@@ -128,11 +200,13 @@ def codec_names(kind: str | None = None) -> list[str]:
     return sorted({"image": images, "video": videos}.get(kind) or {**images, **videos})
 
 
-def get_codec(spec: str, intra_period: int = -1):
+def get_codec(spec: str, intra_period: int = -1, kind: str | None = None):
     """The adapter for ``name`` or ``name@variant``; ``intra_period`` (frames between intra
-    frames, -1 = only the first) applies to video codecs. An unknown or unavailable codec is
-    a :class:`CodecError`."""
+    frames, -1 = only the first) applies to video codecs. With ``kind="video"``, ``ncodec``
+    means ``ncodec-video``. An unknown or unavailable codec is a :class:`CodecError`."""
     name, _, variant = spec.partition("@")
+    if kind == "video" and name == "ncodec":
+        name = "ncodec-video"
     images, videos = _factories()
     try:
         if name in videos:
@@ -150,11 +224,10 @@ def default_codecs(kind: str) -> list[str]:
     from tools import classic
 
     names = list(classic.DEFAULTS[kind])
-    if kind == "image":
-        for n in ("ncodec", "ncodec-lossless"):
-            try:
-                get_codec(n)
-                names.append(n)
-            except CodecError:
-                pass
+    for n in ("ncodec", "ncodec-lossless") if kind == "image" else ("ncodec-video",):
+        try:
+            get_codec(n)
+            names.append(n)
+        except CodecError:
+            pass
     return names
