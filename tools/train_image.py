@@ -138,6 +138,37 @@ def export(ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
     return export_weights(model, dest, info)
 
 
+def bench(args) -> None:
+    """CPU seconds (process time, robust to other load) and wall seconds per training step at
+    the late crop/batch, contiguous vs channels-last, ``args.threads`` threads."""
+    torch.set_num_threads(args.threads)
+    rows = []
+    for cl in (False, True):
+        torch.manual_seed(args.seed)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        model = ImageModel(CONFIGS[args.config]).to(memory_format=fmt)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        x = torch.rand(args.batch_late, 3, args.crop_late, args.crop_late).contiguous(
+            memory_format=fmt)
+        for i in range(3 + args.bench):
+            if i == 3:
+                t_cpu, t_wall = time.process_time(), time.time()
+            loss, *_ = rd_loss(model, x, torch.rand(x.shape[0]) * (model.cfg.n_quality - 1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        rows.append({"channels_last": cl,
+                     "cpu_s_per_step": round((time.process_time() - t_cpu) / args.bench, 4),
+                     "wall_s_per_step": round((time.time() - t_wall) / args.bench, 4)})
+    res = {"config": args.config, "batch": args.batch_late, "crop": args.crop_late,
+           "threads": args.threads, "steps": args.bench, "torch": torch.__version__,
+           "cpu_count": os.cpu_count(), "rows": rows}
+    dest = ROOT / "results" / "bench" / "train_image_speed.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps(res, indent=1))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
@@ -157,7 +188,12 @@ def main(argv=None) -> None:
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                    help="NHWC memory layout (about 20 %% less CPU time per step here)")
     ap.add_argument("--pid-file", default="")
+    ap.add_argument("--bench", type=int, default=0,
+                    help="time this many training steps in each memory layout (fresh model, "
+                         "no checkpoint), write results/bench/train_image_speed.json and exit")
     ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
     args = ap.parse_args(argv)
 
@@ -166,6 +202,9 @@ def main(argv=None) -> None:
     ckpt = out / "last.pt"
     if args.export:
         print(json.dumps(export(ckpt, Path(args.export)), indent=1))
+        return
+    if args.bench:
+        bench(args)
         return
     if args.pid_file:
         Path(args.pid_file).write_text(str(os.getpid()))
@@ -179,6 +218,8 @@ def main(argv=None) -> None:
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
     step, elapsed = 0, 0.0
     if ckpt.exists():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -211,7 +252,7 @@ def main(argv=None) -> None:
     while step < args.steps and not stop["now"]:
         size = args.crop if step < args.late_step else args.crop_late
         batch = args.batch if step < args.late_step else args.batch_late
-        x = sampler.batch(batch, size)
+        x = sampler.batch(batch, size).contiguous(memory_format=fmt)
         q = torch.rand(batch) * (nq - 1)
         warm = min(1.0, (step + 1) / 300) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
