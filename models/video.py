@@ -156,33 +156,31 @@ def block_match(cur: torch.Tensor, ref: torch.Tensor, levels: int = 3, block: in
         pyr.append((F.avg_pool2d(pyr[-1][0], 2), F.avg_pool2d(pyr[-1][1], 2)))
     flow = None
 
-    def search(c, r, flow, deltas):
-        best_cost, best = None, flow
-        for dy, dx in deltas:
-            cand = flow + torch.tensor([dx, dy], dtype=c.dtype).view(1, 2, 1, 1)
-            full = F.interpolate(cand, scale_factor=block, mode="nearest")
-            cost = F.avg_pool2d((c - warp(r, full)).abs(), block) + penalty * cand.abs().sum(1, True)
-            if best_cost is None:
-                best_cost, best = cost, cand
-            else:
-                better = cost < best_cost
-                best_cost = torch.where(better, cost, best_cost)
-                best = torch.where(better, cand, best)
-        return best
+    def window(rad, step=1.0):  # offsets, shortest first (ties keep the shortest)
+        d = [(dy * step, dx * step) for dy in range(-rad, rad + 1) for dx in range(-rad, rad + 1)]
+        return sorted(d, key=lambda t: abs(t[0]) + abs(t[1]))
+
+    def search(c, r, cands):  # all candidates of a level in one batched warp
+        b, _, h, w = c.shape
+        flows = torch.stack([base + torch.tensor([dx, dy], dtype=c.dtype).view(1, 2, 1, 1)
+                             for base, deltas in cands for dy, dx in deltas])  # K B 2 h/bk w/bk
+        k = flows.shape[0]
+        full = flows.repeat_interleave(block, 3).repeat_interleave(block, 4).reshape(k * b, 2, h, w)
+        diff = (c.repeat(k, 1, 1, 1) - warp(r.repeat(k, 1, 1, 1), full)).abs()
+        cost = diff.reshape(k, b, h // block, block, w // block, block).mean((3, 5))
+        cost = cost + penalty * flows.abs().sum(2)  # K B h/bk w/bk
+        best = torch.argmin(cost, 0)  # first minimum: the earliest (shortest) candidate
+        return torch.gather(flows, 0, best[None, :, None].expand(1, b, 2, *best.shape[1:]))[0]
 
     for lvl in reversed(range(levels)):
         c, r = pyr[lvl]
-        if flow is None:
-            flow = c.new_zeros(c.shape[0], 2, c.shape[2] // block, c.shape[3] // block)
-            rad = radius
-        else:
-            flow = F.interpolate(flow, scale_factor=2, mode="nearest") * 2
-            rad = 1
-        deltas = [(dy, dx) for dy in range(-rad, rad + 1) for dx in range(-rad, rad + 1)]
-        deltas.sort(key=lambda d: abs(d[0]) + abs(d[1]))  # ties keep the shortest
-        flow = search(c, r, flow, deltas)
-    half = [(dy * 0.5, dx * 0.5) for dy in (0, -1, 1) for dx in (0, -1, 1)]
-    flow = search(cur, ref, flow, half)
+        zero = c.new_zeros(c.shape[0], 2, c.shape[2] // block, c.shape[3] // block)
+        if flow is None:  # coarsest: full search
+            flow = search(c, r, [(zero, window(radius))])
+        else:  # refine the up-sampled flow; small motion is also searched from zero
+            up = F.interpolate(flow, scale_factor=2, mode="nearest") * 2
+            flow = search(c, r, [(zero, window(1)), (up, window(1))])
+    flow = search(cur, ref, [(flow, window(1, 0.5))])  # half-pixel refinement
     return F.interpolate(flow, scale_factor=block, mode="nearest")
 
 
@@ -332,6 +330,9 @@ class VideoModel(nn.Module):
         self.extract = nn.ModuleDict({f: nn.Sequential(_qconv(k, c), _Act(), _qconv(c, c))
                                       for f, k in FORMATS.items()})
         self.head = nn.ModuleDict({f: _qconv(c, k) for f, k in FORMATS.items()})
+        for hd in self.head.values():  # start as "the motion-compensated prediction"
+            nn.init.normal_(hd.weight, 0.0, 0.01)
+            nn.init.zeros_(hd.bias)
         # motion
         self.mv_enc = nn.Sequential(
             nn.Conv2d(2 + 8, mn, 3, stride=2, padding=1), nn.GELU(),
@@ -397,8 +398,11 @@ class VideoModel(nn.Module):
         """Reference feature re-extracted from a decoded frame (after intra, and at refresh)."""
         return to_grid(self.extract[fmt](frame.to(self._dt())))
 
-    def reconstruct(self, feat: torch.Tensor, fmt: str) -> torch.Tensor:
-        return self.head[fmt](feat)
+    def reconstruct(self, feat: torch.Tensor, fmt: str, pred: torch.Tensor) -> torch.Tensor:
+        """The frame: the head's output on top of the motion-compensated prediction ``pred``
+        (the warped previous frame). Elementwise float64 operations in a fixed order:
+        reproducible bit for bit."""
+        return self.head[fmt](feat) + pred
 
     def p_frame(self, coder, fmt: str, q: torch.Tensor, ref_frame: torch.Tensor,
                 ref_feat: torch.Tensor | None, prev_mv: torch.Tensor | None, refresh: bool,
@@ -448,7 +452,9 @@ class VideoModel(nn.Module):
         ctx = torch.cat([to_grid(self.h_s(z_hat.to(dt))), to_grid(self.tp(c3))], 1)
         y_hat, _ = self.latent.run(ctx, coder.slot("y"), None if y is None else y.to(dt))
         feat = self.ctx_dec(y_hat * self._q(self.q_dec, q), c1, c2, c3)
-        return {"x_hat": self.reconstruct(feat, fmt), "feat": feat, "mv": mv_hat, "flow": flow_hat}
+        pred = warp(ref_frame.to(dt), flow_hat)
+        return {"x_hat": self.reconstruct(feat, fmt, pred), "feat": feat, "mv": mv_hat,
+                "flow": flow_hat, "pred": pred}
 
 
 def round_frame(x: torch.Tensor) -> torch.Tensor:

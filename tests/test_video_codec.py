@@ -1,0 +1,193 @@
+"""VideoEncoder / VideoDecoder: bit-exact round trips (also across thread counts, in a
+subprocess), seeking to intra frames, clear errors on desync, truncation and other weights,
+and the shipped weights on a real clip."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bitstream import FormatError
+from codec.errors import CodecError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets" / "video" / "compressed"
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is fastest (and a busy machine makes 2 threads spin)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+def tiny_models(seed: int = 0):
+    """The same untrained tiny video + image models in any process (seeded init)."""
+    from models.image import ImageModel
+    from models.video import VideoModel
+
+    torch.manual_seed(seed)
+    return VideoModel("tiny"), ImageModel("tiny")
+
+
+def clip(fmt: str, n: int, h: int, w: int, seed: int = 0):
+    """A moving smooth pattern with noise: frames in the codec's input form."""
+    rng = np.random.default_rng(seed)
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, h // 4 + 6, w // 4 + 6,
+                                                     generator=torch.Generator().manual_seed(seed)),
+                                          scale_factor=4, mode="bilinear")[0].permute(1, 2, 0).numpy()
+    frames = []
+    for t in range(n):
+        a = big[t:t + h, 2 * t:2 * t + w] * 220 + rng.normal(0, 4, (h, w, 3))
+        a = np.clip(a, 0, 255).astype(np.uint8)
+        if fmt == "rgb":
+            frames.append(a)
+        else:
+            ch, cw = (h + 1) // 2, (w + 1) // 2
+            frames.append((a[..., 0].copy(), np.ascontiguousarray(a[::2, ::2, 1][:ch, :cw]),
+                           np.ascontiguousarray(a[::2, ::2, 2][:ch, :cw])))
+    return frames
+
+
+def same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return all(np.array_equal(x, y) for x, y in zip(a, b))
+    return np.array_equal(a, b)
+
+
+def encode(fmt="yuv420", n=5, h=36, w=50, models=None, **kw):
+    from codec.video import VideoEncoder
+
+    vm, im = models or tiny_models()
+    buf = io.BytesIO()
+    recs = []
+    with VideoEncoder(buf, w, h, fmt=fmt, model=vm, intra_model=im, **kw) as enc:
+        for f in clip(fmt, n, h, w):
+            recs.append(enc.encode(f))
+    return buf.getvalue(), recs, enc
+
+
+@pytest.mark.parametrize("fmt,h,w", [("yuv420", 35, 50), ("rgb", 40, 66)])
+def test_round_trip_is_bit_exact(fmt, h, w):
+    from codec.video import VideoDecoder
+
+    data, recs, enc = encode(fmt, 5, h, w, quality=2.0, intra_period=-1, refresh_period=2)
+    assert enc.frame_bytes and sum(enc.frame_bytes) < len(data)
+    vm, im = tiny_models()
+    dec = VideoDecoder(data, model=vm, intra_model=im)
+    assert dec.header.frame_count == 5 and (dec.width, dec.height) == (w, h)
+    assert dec.header.params["refresh_period"] == 2
+    out = list(dec)
+    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+    if fmt == "yuv420":
+        assert out[0][0].shape == (h, w) and out[0][1].shape == ((h + 1) // 2, (w + 1) // 2)
+    else:
+        assert out[0].shape == (h, w, 3) and out[0].dtype == np.uint8
+
+
+def test_seek_to_intra_frames():
+    from codec.video import VideoDecoder
+
+    data, recs, _ = encode("yuv420", 7, intra_period=3)
+    vm, im = tiny_models()
+    dec = VideoDecoder(io.BytesIO(data), model=vm, intra_model=im)
+    assert dec.seek(5) == 3
+    out = list(dec)
+    assert len(out) == 4 and all(same(a, b) for a, b in zip(out, recs[3:]))
+    assert dec.seek(0) == 0 and same(dec.read(), recs[0])
+
+
+def test_cross_thread_decode_in_subprocess(tmp_path):
+    torch.set_num_threads(1)
+    data, recs, _ = encode("rgb", 4, 40, 48, quality=1.0, threads=1)
+    (tmp_path / "v.ncz").write_bytes(data)
+    script = f"""
+import sys, numpy as np, torch
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_video_codec import tiny_models
+from codec.video import VideoDecoder
+vm, im = tiny_models()
+dec = VideoDecoder(open({str(tmp_path / 'v.ncz')!r}, 'rb'), model=vm, intra_model=im, threads=2)
+assert torch.get_num_threads() == 2
+np.save({str(tmp_path / 'out.npy')!r}, np.stack(list(dec)))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120,
+                   env={**os.environ, "OMP_NUM_THREADS": "2"})
+    out = np.load(tmp_path / "out.npy")
+    assert np.array_equal(out, np.stack(recs))
+
+
+def test_desync_is_a_clear_error():
+    from codec.video import VideoDecoder
+
+    data, _, _ = encode("yuv420", 3)
+    vm, im = tiny_models()
+    with torch.no_grad():
+        vm.latent.param[0].l3.bias.add_(0.75)  # the decoder's probabilities drift
+    dec = VideoDecoder(data, model=vm, intra_model=im)
+    with pytest.raises(FormatError, match="frame 1"):
+        list(dec)
+
+
+def test_truncated_and_foreign_streams():
+    from codec.video import VideoDecoder
+
+    data, _, _ = encode("yuv420", 3)
+    vm, im = tiny_models()
+    with pytest.raises(FormatError):
+        list(VideoDecoder(data[:len(data) - 30], model=vm, intra_model=im))
+    with pytest.raises(FormatError):
+        list(VideoDecoder(data[:len(data) // 2], model=vm, intra_model=im))
+    bad = bytearray(data)
+    bad[len(data) // 2] ^= 0x5A
+    with pytest.raises(FormatError):
+        list(VideoDecoder(bytes(bad), model=vm, intra_model=im))
+    other = tiny_models(seed=1)
+    dec = VideoDecoder(data, model=other[0], intra_model=im)  # in-memory digests agree: desync
+    with pytest.raises(FormatError):
+        list(dec)
+    with pytest.raises(CodecError, match="frame format"):
+        encode("yuv444")
+
+
+def test_wrong_weights_file_is_a_codec_error(tmp_path):
+    from codec.video import VideoDecoder, WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "video_small.safetensors").exists():
+        pytest.skip("no shipped video weights")
+    data, _, _ = encode("yuv420", 1)
+    with pytest.raises(CodecError, match="other video model weights"):
+        VideoDecoder(data, intra_model=tiny_models()[1])
+
+
+def test_shipped_weights_on_a_real_clip():
+    from codec.video import VideoDecoder, VideoEncoder, WEIGHTS_DIR
+
+    path = SHARED / "carphone_pristine.mp4"
+    if not path.exists() or not (WEIGHTS_DIR / "video_small.safetensors").exists():
+        pytest.skip("needs ../shared and the shipped video weights")
+    import av
+
+    frames = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            a = f.to_ndarray(format="yuv420p")
+            h, w = f.height, f.width
+            frames.append((a[:h].copy(), a[h:h + h // 4].reshape(h // 2, w // 2).copy(),
+                           a[h + h // 4:].reshape(h // 2, w // 2).copy()))
+            if len(frames) == 3:
+                break
+    buf = io.BytesIO()
+    with VideoEncoder(buf, w, h, fmt="yuv420", quality=3.0) as enc:
+        recs = [enc.encode(f) for f in frames]
+    out = list(VideoDecoder(buf.getvalue()))
+    assert all(same(a, b) for a, b in zip(out, recs))
+    for f, r in zip(frames, recs):
+        mse = np.mean((f[0].astype(float) - r[0]) ** 2)
+        assert 10 * np.log10(255 ** 2 / mse) > 25.0

@@ -1,0 +1,366 @@
+"""Train the learned video codec (P frames; intra frames come from the shipped image model).
+
+    python -m tools.train_video --config small --out out/train_video/small --threads 1
+
+Data: random crops of consecutive frames from the clips in ../shared/datasets/video
+(H.264-coded camera clips: they carry the H.264 coding loss; ``carphone_pristine`` and
+``asl_book`` are held out for evaluation), decoded once with PyAV into a cached uint8 array
+``<out>/../cache_*.npz`` (Y, U, V planes of ``--frames`` frames per crop, some crops taken
+from 2x down-scaled frames or with a frame stride of 2 for larger motion, random flips),
+together with the intra reconstruction of each crop's first frame by the shipped image
+model at the quality matching each of the video model's quality indexes.
+
+Curriculum (DCVC-style): first single P frames (with an auxiliary loss on the warped
+reference frame, so that the motion coder learns useful flow), then cascades of several P
+frames with the gradient through the whole chain (error propagation is trained), with a
+feature refresh at random P frames (both reference paths are trained). Per sample the quality
+is uniform in ``[0, n_quality - 1]`` with loss ``lambda(q) * 255^2 * MSE + bpp``; RGB is
+trained on a share of the batches (the clips converted to RGB). Checkpoints (model,
+optimizers, step, wall time) every ``--ckpt-every`` seconds and on SIGTERM; an existing
+``<out>/last.pt`` is resumed; JSON log lines in ``<out>/log.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.video import (CONFIGS, TrainCoder, VideoModel, VideoModelConfig, pack_frame,
+                          round_frame)
+
+from tools.eval_media import datasets_root
+
+VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
+HELD_OUT = ("carphone_pristine", "asl_book")
+DATA_NOTE = ("H.264-coded clips from shared/datasets/video (bottle-detection, "
+             "one-by-one-person-detection, asl_help, asl_thanks, asl_walk) and the raw "
+             "CiscoVT2people y4m; carphone_pristine and asl_book held out")
+
+
+def _planes(f):
+    """(Y, U, V) uint8 planes of a PyAV frame (4:2:0)."""
+    if f.format.name not in ("yuv420p", "yuvj420p"):
+        f = f.reformat(format="yuv420p")
+    out = []
+    for i, (h, w) in enumerate([(f.height, f.width)] + [((f.height + 1) // 2, (f.width + 1) // 2)] * 2):
+        p = f.planes[i]
+        out.append(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:h, :w].copy())
+    return out
+
+
+def _down2(p: np.ndarray) -> np.ndarray:
+    h, w = p.shape[0] // 2 * 2, p.shape[1] // 2 * 2
+    return (p[:h, :w].reshape(h // 2, 2, w // 2, 2).astype(np.uint16).sum((1, 3)) + 2 >> 2).astype(np.uint8)
+
+
+def sample_clip(path: Path, n: int, frames: int, size: int, rng) -> list[np.ndarray]:
+    """``n`` crops of ``frames`` consecutive frames (stride 1 or 2, sometimes 2x down-scaled,
+    random flips) from one clip, each as a ``frames x (size*size*3/2)`` uint8 array."""
+    import av
+
+    with av.open(str(path)) as c:
+        total = c.streams.video[0].frames or 0
+        if not total:
+            total = sum(1 for _ in c.decode(video=0))
+    with av.open(str(path)) as c:
+        specs = []
+        for _ in range(n):
+            stride = int(rng.integers(1, 3)) if total > 2 * frames + 2 else 1
+            span = (frames - 1) * stride + 1
+            if span > total:
+                continue
+            specs.append({"start": int(rng.integers(0, total - span + 1)), "stride": stride,
+                          "scale": int(rng.random() < 0.35), "flip": bool(rng.random() < 0.5)})
+        out = []
+        buf: dict[int, list] = {}
+        need = {s["start"] + k * s["stride"] for s in specs for k in range(frames)}
+        for i, f in enumerate(c.decode(video=0)):
+            if i in need:
+                buf[i] = _planes(f)
+            for s in specs:
+                last = s["start"] + (frames - 1) * s["stride"]
+                if last == i:
+                    seq = [buf[s["start"] + k * s["stride"]] for k in range(frames)]
+                    if s["scale"]:
+                        seq = [[_down2(p) for p in fr] for fr in seq]
+                    hh, ww = seq[0][0].shape
+                    if hh < size or ww < size:
+                        continue
+                    y0 = int(rng.integers(0, (hh - size) // 2 + 1)) * 2
+                    x0 = int(rng.integers(0, (ww - size) // 2 + 1)) * 2
+                    crop = []
+                    for yp, up, vp in seq:
+                        planes = [yp[y0:y0 + size, x0:x0 + size],
+                                  up[y0 // 2:(y0 + size) // 2, x0 // 2:(x0 + size) // 2],
+                                  vp[y0 // 2:(y0 + size) // 2, x0 // 2:(x0 + size) // 2]]
+                        if s["flip"]:
+                            planes = [p[:, ::-1] for p in planes]
+                        crop.append(np.concatenate([p.reshape(-1) for p in planes]))
+                    out.append(np.stack(crop))
+            done = max((s["start"] + (frames - 1) * s["stride"] for s in specs), default=-1)
+            for k in [k for k in buf if k < i - 2 * frames - 2]:
+                del buf[k]
+            if i >= done:
+                break
+    return out
+
+
+def split_planes(a: np.ndarray, size: int):
+    """``... x (size*size*3/2)`` -> Y, U, V arrays."""
+    n = size * size
+    y = a[..., :n].reshape(*a.shape[:-1], size, size)
+    u = a[..., n:n + n // 4].reshape(*a.shape[:-1], size // 2, size // 2)
+    v = a[..., n + n // 4:].reshape(*a.shape[:-1], size // 2, size // 2)
+    return y, u, v
+
+
+@torch.no_grad()
+def intra_recons(seqs: np.ndarray, size: int, n_quality: int, batch: int = 16) -> np.ndarray:
+    """The shipped image model's reconstruction (noise-free forward pass: rounded latents) of
+    each sequence's first frame at the image quality matching each video quality index;
+    ``N x n_quality x (size*size*3/2)`` uint8 (YUV 4:2:0 via the codec's internal RGB)."""
+    from codec.image import ImageCodec
+    from codec.video import rgb_to_yuv420, yuv420_to_rgb
+
+    model = ImageCodec().model.float()
+    inq = model.cfg.n_quality
+    y, u, v = split_planes(seqs[:, 0], size)
+    rgb = np.stack([yuv420_to_rgb(y[i], u[i], v[i]) for i in range(len(seqs))]) / 255.0
+    x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float()
+    out = np.empty((len(seqs), n_quality, seqs.shape[-1]), np.uint8)
+    for k in range(n_quality):
+        qi = k * (inq - 1) / (n_quality - 1)
+        for s in range(0, len(seqs), batch):
+            xb = x[s:s + batch]
+            xh = model(xb, torch.full((len(xb),), float(qi)), noise=False)["x_hat"]
+            xh = torch.round(xh.clamp(0, 1) * 255).permute(0, 2, 3, 1).double().numpy()
+            for j in range(len(xb)):
+                out[s + j, k] = np.concatenate([p.reshape(-1) for p in rgb_to_yuv420(xh[j])])
+    return out
+
+
+def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed: int = 0) -> Path:
+    path = out.parent / f"cache_{n}_{frames}_{size}_q{n_quality}.npz"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    clips = sorted(p for p in (VIDEO / "compressed").glob("*") if p.stem not in HELD_OUT)
+    clips += sorted((VIDEO / "raw").glob("*320x192*.y4m"))
+    weights = {"bottle-detection": 0.32, "one-by-one-person-detection": 0.32}
+    seqs = []
+    for c in clips:
+        share = weights.get(c.stem, 0.3 / 3 if c.stem.startswith("asl") else 0.04)
+        got = sample_clip(c, max(1, int(n * share)), frames, size, rng)
+        print(f"{c.name}: {len(got)} crops", file=sys.stderr)
+        seqs += got
+    seqs = np.stack(seqs)
+    t = time.time()
+    intra = intra_recons(seqs, size, n_quality)
+    print(f"intra reconstructions: {time.time() - t:.0f} s", file=sys.stderr)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, seqs=seqs, intra=intra)
+    os.replace(tmp, path)
+    return path
+
+
+def to_packed(a: np.ndarray, size: int, fmt: str) -> torch.Tensor:
+    """``B x (size*size*3/2)`` uint8 -> packed B x K x size/2 x size/2 float in [0, 1]."""
+    y, u, v = split_planes(a, size)
+    if fmt == "rgb":
+        from codec.video import yuv420_to_rgb
+
+        rgb = np.stack([yuv420_to_rgb(y[i], u[i], v[i]) for i in range(len(a))])
+        return pack_frame(torch.from_numpy(np.rint(rgb) / 255.0).permute(0, 3, 1, 2).float(), "rgb")
+    t = lambda p: torch.from_numpy(p.astype(np.float32))[:, None] / 255.0  # noqa: E731
+    return pack_frame((t(y), t(u), t(v)), "yuv420")
+
+
+def cascade(model: VideoModel, seq: torch.Tensor, intra: torch.Tensor, q: torch.Tensor,
+            fmt: str, n_p: int, refresh_p: float, warp_w: float, rng, noise: bool = True):
+    """I frame (given) + ``n_p`` P frames. Returns the loss and per-frame (bpp, mse)."""
+    ref, feat, mv = intra, None, None
+    lam = model.lmbda(q) * 255.0 ** 2
+    npx = seq.shape[-2] * seq.shape[-1] * 4
+    loss, stats = 0.0, []
+    for t in range(1, n_p + 1):
+        x = seq[:, t]
+        refresh = t > 1 and rng.random() < refresh_p
+        coder = TrainCoder(noise)
+        out = model.p_frame(coder, fmt, q, ref, feat, mv, refresh, x=x)
+        bits = coder.bits()
+        bpp = (bits["mv"] + bits["y"]) / npx
+        mse = ((out["x_hat"] - x) ** 2).mean((1, 2, 3))
+        frame_loss = lam * mse + bpp
+        if warp_w:
+            mse_w = ((out["pred"] - x) ** 2).mean((1, 2, 3))
+            frame_loss = frame_loss + warp_w * lam * mse_w
+        loss = loss + frame_loss.mean() / n_p
+        stats.append((bpp.detach(), mse.detach(), (bits["mv"] / npx).detach()))
+        ref, feat, mv = round_frame(out["x_hat"]), out["feat"], out["mv"]
+    return loss, stats
+
+
+def save_ckpt(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export(ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
+    from codec.video import export_weights
+
+    st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    model = VideoModel(VideoModelConfig.from_dict(st["config"]))
+    model.load_state_dict(st["model"])
+    info = {"steps": st["step"], "train_seconds": round(st["elapsed"], 1), "data": st.get("data", ""),
+            "intra": "image_small (codec/weights/image_small.safetensors)", **(extra or {})}
+    return export_weights(model, dest, info)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    ap.add_argument("--out", default="out/train_video/small")
+    ap.add_argument("--crops", type=int, default=1500, help="cached crop sequences")
+    ap.add_argument("--frames", type=int, default=5, help="frames per cached sequence")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--single-steps", type=int, default=400, help="steps of single P frames")
+    ap.add_argument("--max-p", type=int, default=3, help="longest cascade (P frames)")
+    ap.add_argument("--refresh-p", type=float, default=0.25)
+    ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--decay-step", type=int, default=10 ** 9)
+    ap.add_argument("--decay", type=float, default=0.3)
+    ap.add_argument("--steps", type=int, default=10 ** 9)
+    ap.add_argument("--ckpt-every", type=float, default=120.0, help="seconds")
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pid-file", default="")
+    ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
+    args = ap.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "last.pt"
+    if args.export:
+        print(json.dumps(export(ckpt, Path(args.export)), indent=1))
+        return
+    if args.pid_file:
+        Path(args.pid_file).write_text(str(os.getpid()))
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(args.seed)
+    cfg = CONFIGS[args.config]
+    model = VideoModel(cfg)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=args.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    step, elapsed = 0, 0.0
+    if ckpt.exists():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        aux_opt.load_state_dict(st["aux_opt"])
+        step, elapsed = st["step"], st["elapsed"]
+        print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
+    cache = np.load(build_cache(out, args.crops, args.frames, args.size, cfg.n_quality, args.seed))
+    seqs, intra = cache["seqs"], cache["intra"]
+    n_eval = min(8, len(seqs) // 10)
+    ev_seqs, ev_intra = seqs[:n_eval], intra[:n_eval]  # a fixed monitoring batch
+    rng = np.random.default_rng(args.seed + step)
+    log = open(out / "log.jsonl", "a")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
+
+    def checkpoint():
+        save_ckpt(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),
+                         "aux_opt": aux_opt.state_dict(), "step": step, "elapsed": elapsed,
+                         "config": cfg.to_dict(), "data": f"{len(seqs)} crops of {args.frames} "
+                         f"frames ({args.size}x{args.size}) from {DATA_NOTE}"})
+
+    def batch(idx, qs, fmt):
+        sq = torch.stack([to_packed(seqs[idx, t], args.size, fmt) for t in range(args.frames)], 1)
+        qi = np.clip(np.rint(qs.numpy()), 0, cfg.n_quality - 1).astype(int)
+        return sq, to_packed(intra[idx, qi], args.size, fmt)
+
+    nq = cfg.n_quality
+    t_last = t_ckpt = time.time()
+    acc, n_acc = np.zeros(4), 0
+    model.train()
+    while step < args.steps and not stop["now"]:
+        single = step < args.single_steps
+        n_p = 1 if single else int(rng.integers(2, args.max_p + 1))
+        fmt = "rgb" if rng.random() < args.rgb_p else "yuv420"
+        idx = rng.integers(0, len(seqs), args.batch)
+        q = torch.rand(args.batch) * (nq - 1)
+        sq, ir = batch(idx, q, fmt)
+        warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = args.lr * warm
+        loss, stats = cascade(model, sq, ir, q, fmt, n_p, args.refresh_p,
+                              1.0 if single else 0.1, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        opt.step()
+        aux = model.eb.loss() + model.mv_eb.loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        now = time.time()
+        elapsed += min(now - t_last, 60.0)
+        t_last = now
+        if math.isfinite(loss.item()):
+            bpp = torch.stack([s[0] for s in stats]).mean().item()
+            psnr = torch.stack([10 * torch.log10(1 / s[1].clamp_min(1e-10)) for s in stats]).mean().item()
+            mvb = torch.stack([s[2] for s in stats]).mean().item()
+            acc += [loss.item(), bpp, psnr, mvb]
+            n_acc += 1
+        if step % args.log_every == 0 and n_acc:
+            a = acc / n_acc
+            log.write(json.dumps({"step": step, "time": round(elapsed, 1), "n_p": n_p,
+                                  "loss": round(a[0], 4), "bpp": round(a[1], 4),
+                                  "psnr": round(a[2], 3), "mv_bpp": round(a[3], 4),
+                                  "aux": round(aux.item(), 2)}) + "\n")
+            log.flush()
+            acc, n_acc = np.zeros(4), 0
+        if step % args.eval_every == 0:
+            model.eval()
+            res = {}
+            with torch.no_grad():
+                for qv in (0.0, float(nq - 1)):
+                    qq = torch.full((n_eval,), qv)
+                    sq_e = torch.stack([to_packed(ev_seqs[:, t], args.size, "yuv420")
+                                        for t in range(args.frames)], 1)
+                    ir_e = to_packed(ev_intra[:, int(qv)], args.size, "yuv420")
+                    _, st = cascade(model, sq_e, ir_e, qq, "yuv420", args.frames - 1, 0.0, 0.0,
+                                    rng, noise=False)
+                    res[f"q{qv:g}"] = [{"bpp": round(s[0].mean().item(), 4),
+                                        "psnr": round((10 * torch.log10(1 / s[1])).mean().item(), 2)}
+                                       for s in st]
+            log.write(json.dumps({"step": step, "time": round(elapsed, 1), "eval_p_frames": res}) + "\n")
+            log.flush()
+            model.train()
+        if now - t_ckpt > args.ckpt_every:
+            checkpoint()
+            t_ckpt = time.time()
+    checkpoint()
+
+
+if __name__ == "__main__":
+    main()
