@@ -15,7 +15,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import IO, Iterator
 
 from .errors import FormatError
 
@@ -191,7 +191,7 @@ class ContainerWriter:
     output a header written with ``frame_count=0`` gets the final count patched in.
     """
 
-    def __init__(self, f: BinaryIO, header: Header):
+    def __init__(self, f: IO[bytes], header: Header) -> None:
         self._f = f
         self._header = header
         self._count = 0
@@ -240,7 +240,7 @@ class ContainerWriter:
             self.close()
 
 
-def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+def _read_exact(f: IO[bytes], n: int, what: str) -> bytes:
     """Read exactly n bytes in bounded pieces (a lying length cannot make us allocate it)."""
     parts, left = [], n
     while left:
@@ -260,7 +260,7 @@ class ContainerReader:
     the index on seekable inputs.
     """
 
-    def __init__(self, src: bytes | BinaryIO):
+    def __init__(self, src: bytes | IO[bytes]) -> None:
         self._f = io.BytesIO(src) if isinstance(src, (bytes, bytearray, memoryview)) else src
         sig = self._f.read(len(SIGNATURE))
         if sig != SIGNATURE:
@@ -381,7 +381,7 @@ def pack(header: Header, units: list[tuple[UnitType, int, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def unpack(src: bytes | BinaryIO) -> tuple[Header, list[Unit]]:
+def unpack(src: bytes | IO[bytes]) -> tuple[Header, list[Unit]]:
     """Parse and fully check a container; returns its header and units."""
     r = ContainerReader(src)
     return r.header, list(r)
