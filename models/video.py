@@ -5,7 +5,7 @@ A P frame is coded conditionally on the previous *decoded feature* (not only the
 * motion estimation (encoder only): coarse-to-fine block matching on luma at H/2
   (:func:`block_match`, classical, no training needed), refined by the learned MV encoder
   that also sees both frames;
-* motion coding: MV latent at H/16 with a hyperprior, a temporal prior from the previous
+* motion coding: MV latent at H/16 with a hyperprior (H/32), a temporal prior from the previous
   decoded MV latent and a two-pass checkerboard spatial context
   (:class:`~models.latent_codec.MultiRefLatentCodec`);
 * motion compensation in the feature domain: the decoded flow (on a 1/8-pixel grid) warps
@@ -61,7 +61,7 @@ class VideoModelConfig:
     c2: int = 48  #: context channels at H/4
     c3: int = 64  #: context channels at H/8
     m: int = 96  #: latent channels (H/16)
-    z: int = 64  #: hyper-latent channels (H/64)
+    z: int = 64  #: hyper-latent channels (H/32)
     hyper: int = 64  #: hyperprior feature channels
     tp: int = 64  #: temporal prior channels
     mv_m: int = 64  #: MV latent channels (H/16)
@@ -340,10 +340,9 @@ class VideoModel(nn.Module):
             nn.Conv2d(mn, cfg.mv_m, 3, stride=2, padding=1))
         self.mv_ha = nn.Sequential(
             nn.Conv2d(cfg.mv_m, mn, 3, padding=1), nn.GELU(),
-            nn.Conv2d(mn, mn, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(mn, cfg.mv_z, 3, stride=2, padding=1))
         self.mv_hs = nn.Sequential(_qconv(cfg.mv_z, mn), _Act(), subpel_conv(mn, mn, q=True), _Act(),
-                                   subpel_conv(mn, cfg.mv_hyper, q=True))
+                                   _qconv(mn, cfg.mv_hyper))
         self.mv_tp = nn.Sequential(_qconv(cfg.mv_m, cfg.mv_tp), _Act(), _qconv(cfg.mv_tp, cfg.mv_tp))
         self.mv_eb = EntropyBottleneck(cfg.mv_z)
         self.mv_latent = _latent_codec(cfg.mv_m, 1, cfg.mv_hyper + cfg.mv_tp, cfg.ctx_ch // 2,
@@ -356,11 +355,10 @@ class VideoModel(nn.Module):
         self.ctx_enc = _ContextEncoder(c, c2, c3, m)
         self.h_a = nn.Sequential(
             nn.Conv2d(m, 64, 3, padding=1), nn.GELU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(64, cfg.z, 3, stride=2, padding=1))
         self.h_s = nn.Sequential(_qconv(cfg.z, cfg.hyper), _Act(),
                                  subpel_conv(cfg.hyper, cfg.hyper, q=True), _Act(),
-                                 subpel_conv(cfg.hyper, cfg.hyper, q=True))
+                                 _qconv(cfg.hyper, cfg.hyper))
         self.tp = nn.Sequential(_qconv(c3, cfg.tp, 2), _Act(), _qconv(cfg.tp, cfg.tp))
         self.eb = EntropyBottleneck(cfg.z)
         self.latent = _latent_codec(m, cfg.slices, cfg.hyper + cfg.tp, cfg.ctx_ch, cfg.attn_dim)
@@ -429,7 +427,7 @@ class VideoModel(nn.Module):
             mv_z = self.mv_ha(mv_y)
         else:
             mv_z = None
-        mv_zhat = coder.hyper("mv", self.mv_eb, mv_z, (b, self.cfg.mv_z, h16 // 4, w16 // 4))
+        mv_zhat = coder.hyper("mv", self.mv_eb, mv_z, (b, self.cfg.mv_z, h16 // 2, w16 // 2))
         if prev_mv is None:
             prev_mv = torch.zeros(b, self.cfg.mv_m, h16, w16, dtype=dt)
         mv_ctx = torch.cat([to_grid(self.mv_hs(mv_zhat.to(dt))), to_grid(self.mv_tp(prev_mv.to(dt)))], 1)
@@ -448,7 +446,7 @@ class VideoModel(nn.Module):
             z = self.h_a(y)
         else:
             z = None
-        z_hat = coder.hyper("y", self.eb, z, (b, self.cfg.z, h16 // 4, w16 // 4))
+        z_hat = coder.hyper("y", self.eb, z, (b, self.cfg.z, h16 // 2, w16 // 2))
         ctx = torch.cat([to_grid(self.h_s(z_hat.to(dt))), to_grid(self.tp(c3))], 1)
         y_hat, _ = self.latent.run(ctx, coder.slot("y"), None if y is None else y.to(dt))
         feat = self.ctx_dec(y_hat * self._q(self.q_dec, q), c1, c2, c3)

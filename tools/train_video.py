@@ -215,24 +215,88 @@ def save_ckpt(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def fit_quantiles(model: VideoModel, steps: int = 3000, lr: float = 0.02) -> float:
+    """Converge the entropy bottlenecks' quantiles (the coder tables' ranges): the auxiliary
+    loss depends on nothing but the bottlenecks' own parameters, so it is fitted here with a
+    larger step than during training. Returns the final auxiliary loss."""
+    params = [model.eb.quantiles, model.mv_eb.quantiles]
+    opt = torch.optim.Adam(params, lr=lr)
+    for i in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.1 if i > steps * 0.7 else 1.0)
+        aux = model.eb.loss() + model.mv_eb.loss()
+        opt.zero_grad(set_to_none=True)
+        aux.backward()
+        opt.step()
+    return float(aux)
+
+
 def export(ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
     from codec.video import export_weights
 
     st = torch.load(ckpt, map_location="cpu", weights_only=False)
     model = VideoModel(VideoModelConfig.from_dict(st["config"]))
     model.load_state_dict(st["model"])
+    aux = fit_quantiles(model)
+    print(f"entropy bottleneck quantiles fitted: aux loss {aux:.3f}", file=sys.stderr)
     info = {"steps": st["step"], "train_seconds": round(st["elapsed"], 1), "data": st.get("data", ""),
             "intra": "image_small (codec/weights/image_small.safetensors)", **(extra or {})}
     return export_weights(model, dest, info)
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def _psnr(mse: float) -> float:
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+def code_clip(path: Path, frames: int, quality: float, weights=None, refresh_period: int = 32,
+              intra_period: int = -1, check: bool = True, threads: int = 1) -> dict:
+    """Encode the first ``frames`` frames of a clip (YUV 4:2:0), decode the stream and check
+    that it equals the encoder's reconstruction; bpp, per-frame PSNR (Y and YUV 6:1:1) and
+    encode / decode frames per second."""
+    import io
+
+    from codec.video import VideoDecoder, VideoEncoder
+    from tools.eval_media import read_clip
+
+    v = read_clip(path, frames)
+    buf = io.BytesIO()
+    t0 = time.time()
+    with VideoEncoder(buf, v.width, v.height, fmt="yuv420", quality=quality, weights=weights,
+                      refresh_period=refresh_period, intra_period=intra_period, fps=v.fps,
+                      threads=threads) as enc:
+        recs = [enc.encode((v.y[t], v.u[t], v.v[t])) for t in range(v.frames)]
+    t_enc = time.time() - t0
+    res = {"clip": path.name, "frames": v.frames, "size": [v.width, v.height],
+           "quality": enc.quality, "refresh_period": refresh_period,
+           "bpp": round(len(buf.getvalue()) * 8 / (v.frames * v.width * v.height), 4),
+           "bpp_per_frame": [round(b * 8 / (v.width * v.height), 4) for b in enc.frame_bytes]}
+    mses = [[_mse(p, rp) for p, rp in zip((v.y[t], v.u[t], v.v[t]), r)] for t, r in enumerate(recs)]
+    py = [_psnr(m[0]) for m in mses]
+    pyuv = [_psnr((4 * m[0] + m[1] + m[2]) / 6) for m in mses]  # samples of 4:2:0 weighted
+    res.update({"psnr_y": round(float(np.mean(py)), 3), "psnr_yuv": round(float(np.mean(pyuv)), 3),
+                "psnr_y_per_frame": [round(p, 2) for p in py], "encode_fps": round(v.frames / t_enc, 3)})
+    if check:
+        t0 = time.time()
+        out = list(VideoDecoder(buf.getvalue(), weights=weights, threads=threads))
+        res["decode_fps"] = round(v.frames / (time.time() - t0), 3)
+        res["decoded_equals_encoder"] = len(out) == len(recs) and all(
+            all(np.array_equal(a, b) for a, b in zip(o, r)) for o, r in zip(out, recs))
+    return res
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
     ap.add_argument("--out", default="out/train_video/small")
-    ap.add_argument("--crops", type=int, default=1500, help="cached crop sequences")
+    ap.add_argument("--crops", type=int, default=1100, help="cached crop sequences")
     ap.add_argument("--frames", type=int, default=5, help="frames per cached sequence")
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=192, help="cached crop size")
+    ap.add_argument("--crop-single", type=int, default=128,
+                    help="random sub-crop size in the single-P-frame stage (faster steps)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--single-steps", type=int, default=400, help="steps of single P frames")
     ap.add_argument("--max-p", type=int, default=3, help="longest cascade (P frames)")
@@ -249,7 +313,23 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pid-file", default="")
     ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
+    ap.add_argument("--measure", nargs="*", metavar="CLIP",
+                    help="code these clips (default: the held-out carphone and asl_book) with "
+                         "the shipped (or --weights) model and print JSON results, then exit")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--frames-measured", type=int, default=32)
+    ap.add_argument("--qualities", default="0,3")
+    ap.add_argument("--refresh", type=int, default=32, help="refresh period when measuring")
     args = ap.parse_args(argv)
+    if args.measure is not None:
+        clips = [Path(c) for c in args.measure] or [VIDEO / "compressed" / f"{c}{e}" for c, e in
+                                                    (("carphone_pristine", ".mp4"), ("asl_book", ".mkv"))]
+        for c in clips:
+            for q in (float(x) for x in args.qualities.split(",")):
+                r = code_clip(c, args.frames_measured, q, args.weights, args.refresh,
+                              threads=args.threads)
+                print(json.dumps(r), flush=True)
+        return
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,10 +372,14 @@ def main(argv=None) -> None:
                          "config": cfg.to_dict(), "data": f"{len(seqs)} crops of {args.frames} "
                          f"frames ({args.size}x{args.size}) from {DATA_NOTE}"})
 
-    def batch(idx, qs, fmt):
+    def batch(idx, qs, fmt, crop):
         sq = torch.stack([to_packed(seqs[idx, t], args.size, fmt) for t in range(args.frames)], 1)
         qi = np.clip(np.rint(qs.numpy()), 0, cfg.n_quality - 1).astype(int)
-        return sq, to_packed(intra[idx, qi], args.size, fmt)
+        ir = to_packed(intra[idx, qi], args.size, fmt)
+        if crop < args.size:  # a random sub-crop, in the packed (H/2) domain
+            c, oy, ox = crop // 2, *rng.integers(0, (args.size - crop) // 2 + 1, 2)
+            sq, ir = sq[..., oy:oy + c, ox:ox + c], ir[..., oy:oy + c, ox:ox + c]
+        return sq, ir
 
     nq = cfg.n_quality
     t_last = t_ckpt = time.time()
@@ -307,7 +391,7 @@ def main(argv=None) -> None:
         fmt = "rgb" if rng.random() < args.rgb_p else "yuv420"
         idx = rng.integers(0, len(seqs), args.batch)
         q = torch.rand(args.batch) * (nq - 1)
-        sq, ir = batch(idx, q, fmt)
+        sq, ir = batch(idx, q, fmt, args.crop_single if single else args.size)
         warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
