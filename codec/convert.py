@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["ImageLike", "ImagesLike", "Output", "to_array", "to_arrays", "from_array",
-           "from_arrays", "pil_to_array", "array_to_pil", "is_tensor", "BatchMixin"]
+           "from_arrays", "pil_to_array", "array_to_pil", "is_tensor", "ArrayCodec"]
 
 #: a single image in any accepted form
 ImageLike = Union[np.ndarray, "Image.Image", "torch.Tensor"]
@@ -222,15 +222,32 @@ def from_arrays(arrays: list[np.ndarray], output: Output = "torch",
     return list(arrays)
 
 
-class BatchMixin:
-    """``encode_batch`` / ``decode_batch`` of a codec, in terms of its ``encode`` and
-    ``decode`` (one image per file; the files are independent)."""
+class ArrayCodec:
+    """What every image codec of ncodec offers on top of its own ``encode`` and
+    ``_decode_array`` (``bytes -> H x W x C`` uint8): ``decode`` into any form, and
+    ``encode_batch`` / ``decode_batch`` (one file per image; the files are independent)."""
 
     def encode(self, *args: Any, **kwargs: Any) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def decode(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
+    def _decode_array(self, data: bytes) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @overload
+    def decode(self, data: bytes, output: Literal["numpy"] = ..., device: Any = ...) -> np.ndarray: ...
+    @overload
+    def decode(self, data: bytes, output: Literal["pil"], device: Any = ...) -> Image.Image: ...
+    @overload
+    def decode(self, data: bytes, output: Literal["torch"], device: Any = ...) -> torch.Tensor: ...
+
+    def decode(self, data: bytes, output: Output = "numpy",
+               device: Any = None) -> np.ndarray | Image.Image | torch.Tensor:
+        """The image of a ``.ncz`` file: ``H x W x C`` uint8 (``output="numpy"``), a PIL
+        image (``"pil"``, mode ``L`` or ``RGB``) or a ``1 x C x H x W`` float32 tensor in
+        ``[0, 1]`` on ``device`` (``"torch"``). Bad files raise :class:`FormatError` /
+        :class:`CodecError`."""
+        _check_output(output)
+        return from_array(self._decode_array(data), output, device)
 
     def encode_batch(self, images: ImagesLike, **options: Any) -> list[bytes]:
         """One ``.ncz`` file per image of a batch (see :func:`to_arrays`); ``options`` are
@@ -252,4 +269,4 @@ class BatchMixin:
         """Decode several files: by default one ``N x C x H x W`` float tensor in ``[0, 1]``
         on ``device`` (same-size images); ``output="numpy"`` or ``"pil"`` gives a list."""
         _check_output(output)
-        return from_arrays([self.decode(d) for d in files], output, device)
+        return from_arrays([self._decode_array(d) for d in files], output, device)

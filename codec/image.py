@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,11 +30,8 @@ import torch.nn.functional as F
 from bitstream import FormatError, Header, RansDecoder, RansEncoder, StreamKind, UnitType, pack, unpack
 from bitstream.container import ColorFormat
 
-from .convert import BatchMixin, ImageLike, Output, from_array, to_array
+from .convert import ArrayCodec, ImageLike, to_array
 from .errors import CodecError
-
-if TYPE_CHECKING:  # PIL is imported only when a PIL image is asked for
-    from PIL import Image
 
 __all__ = ["ImageCodec", "export_weights", "WEIGHTS_DIR", "DEFAULT_MODEL"]
 
@@ -75,12 +72,14 @@ def export_weights(model: Any, dest: str | Path, info: dict[str, Any] | None = N
     return entry
 
 
-class ImageCodec(BatchMixin):
+class ImageCodec(ArrayCodec):
     """Encode / decode RGB images with the shipped (or a given) image model.
 
     ``weights``: a ``.safetensors`` file written by :func:`export_weights` (default: the
     shipped ``image_small``); ``model``: an in-memory :class:`models.image.ImageModel`
     instead (tests, training). The model runs on the CPU whatever the input's device.
+    ``decode(data, output="numpy" | "pil" | "torch", device=None)`` returns RGB
+    (:class:`codec.convert.ArrayCodec`).
     """
 
     def __init__(self, weights: str | Path | None = None, model: Any = None) -> None:
@@ -252,22 +251,10 @@ class ImageCodec(BatchMixin):
         return best
 
     # ------------------------------------------------------------------------------------
-    @overload
-    def decode(self, data: bytes, output: Literal["numpy"] = ..., device: Any = ...) -> np.ndarray: ...
-    @overload
-    def decode(self, data: bytes, output: Literal["pil"], device: Any = ...) -> Image.Image: ...
-    @overload
-    def decode(self, data: bytes, output: Literal["torch"], device: Any = ...) -> torch.Tensor: ...
-
-    def decode(self, data: bytes, output: Output = "numpy",
-               device: Any = None) -> np.ndarray | Image.Image | torch.Tensor:
-        """The image of an ncodec image file: ``H x W x 3`` uint8 (``output="numpy"``), an
-        RGB PIL image (``"pil"``) or a ``1 x 3 x H x W`` float tensor in ``[0, 1]`` on
-        ``device`` (``"torch"``). Bad files raise :class:`FormatError` /
-        :class:`CodecError`."""
+    def _decode_array(self, data: bytes) -> np.ndarray:
+        """The image (``H x W x 3`` uint8) of an image file; :meth:`decode` converts it."""
         header, r = self.decode_latent(data)
-        a = self._reconstruct(r["y_rec"], header.quality, header.height, header.width)
-        return from_array(a, output, device)
+        return self._reconstruct(r["y_rec"], header.quality, header.height, header.width)
 
     def decode_latent(self, data: bytes) -> tuple[Header, dict]:
         """Header and decoded latent (``y_hat``: the exact float64 grid values; ``y_rec``)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,13 +37,10 @@ from bitstream import (ColorFormat, FormatError, Header, RansDecoder, RansEncode
                        UnitType, pack, unpack)
 from bitstream.container import LIMITS
 
-from .convert import BatchMixin, ImageLike, Output, from_array, to_array
+from .convert import ArrayCodec, ImageLike, to_array
 from .errors import CodecError
 
 if TYPE_CHECKING:
-    import torch
-    from PIL import Image
-
     from models.hclt_coding import CircuitTables
 
 __all__ = ["LosslessCodec", "MODELS", "load_circuit"]
@@ -121,10 +118,12 @@ def _serial_numba() -> Iterator[None]:
         numba.set_num_threads(n)
 
 
-class LosslessCodec(BatchMixin):
+class LosslessCodec(ArrayCodec):
     """Lossless coder: ``encode(image) -> bytes`` (a complete ``.ncz`` file) and
     ``decode(bytes) -> image``. ``model`` picks the circuit used to *encode*; decoding always
-    uses the model named in the file (and checks its weights digest)."""
+    uses the model named in the file (and checks its weights digest). ``decode(data,
+    output="numpy" | "pil" | "torch", device=None)`` gives grey or RGB as coded
+    (:class:`codec.convert.ArrayCodec`)."""
 
     def __init__(self, model: str = "hclt-photo", weights_dir: str | None = None) -> None:
         if model not in MODELS:
@@ -156,21 +155,9 @@ class LosslessCodec(BatchMixin):
                         8, model_id=self.model, weights_digest=digest, params=params)
         return pack(header, [(UnitType.KEY, enc.checksum, payload)])
 
-    @overload
-    def decode(self, data: bytes, output: Literal["numpy"] = ..., device: Any = ...) -> np.ndarray: ...
-    @overload
-    def decode(self, data: bytes, output: Literal["pil"], device: Any = ...) -> Image.Image: ...
-    @overload
-    def decode(self, data: bytes, output: Literal["torch"], device: Any = ...) -> torch.Tensor: ...
-
-    def decode(self, data: bytes, output: Output = "numpy",
-               device: Any = None) -> np.ndarray | Image.Image | torch.Tensor:
-        """The exact pixels of a file made by :meth:`encode`: ``H x W x C`` uint8 (C = 1 or
-        3), a PIL image (``output="pil"``, mode L or RGB) or a ``1 x C x H x W`` float tensor
-        in ``[0, 1]`` on ``device`` (``"torch"``)."""
-        return from_array(self._decode(data), output, device)
-
-    def _decode(self, data: bytes) -> np.ndarray:
+    def _decode_array(self, data: bytes) -> np.ndarray:
+        """The exact pixels (``H x W x C`` uint8, C = 1 or 3) of a file made by :meth:`encode`;
+        :meth:`decode` converts them."""
         header, units = unpack(data)
         if header.kind != StreamKind.LOSSLESS:
             raise CodecError(f"not a lossless stream ({StreamKind(header.kind).name.lower()})")
