@@ -359,6 +359,14 @@ def _decode_output_name(src: str, stem: str | None) -> str:
     return str(Path(stem or Path(src).with_suffix("")).with_suffix(ext))
 
 
+def _forkserver(mp):
+    """Workers forked from a server that imported torch and the image codec once (no torch
+    thread pool has run in it: fork-safe), instead of each importing them again."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "codec.image"])
+    return ctx
+
+
 def _map(jobs: list, workers: int):
     """Results of :func:`_run_job` over ``jobs``, in order, in ``workers`` processes."""
     workers = os.cpu_count() or 1 if workers == 0 else workers
@@ -369,7 +377,7 @@ def _map(jobs: list, workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_forkserver(mp),
                              initializer=_worker_init) as pool:
         yield from pool.map(_run_job, jobs)
 
