@@ -117,7 +117,7 @@ def _tensor_to_array(x: torch.Tensor) -> np.ndarray:
     elif x.is_floating_point():
         if not bool(torch.isfinite(x).all()):
             raise CodecError("the image tensor holds NaN or infinite values")
-        u = x.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+        u = x.float().mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8)  # one new float copy
     else:
         raise CodecError(f"a tensor image is float in [0, 1] or uint8, got {x.dtype}")
     return np.ascontiguousarray(u.permute(1, 2, 0).cpu().numpy())

@@ -15,8 +15,8 @@ loaded when the pixels are first needed. ``im.verify()`` reads every chunk and c
 CRC, the unit order and the tail without decoding. A corrupt file raises
 :class:`bitstream.FormatError`; a file this build cannot decode, :class:`codec.CodecError`.
 Modes: an image stream opens as ``RGB``; a lossless one as ``L`` or ``RGB``, as coded. A video
-stream opens as a multi-frame ``RGB`` image (``n_frames``, ``seek``) when :mod:`codec.video`
-is present.
+stream opens as a multi-frame ``RGB`` image (``n_frames``, ``seek``; 4:2:0 frames shown
+through BT.601 limited-range conversion) when :mod:`codec.video` is present.
 """
 from __future__ import annotations
 
@@ -79,8 +79,15 @@ def decode_file(data: bytes, frame: int = 0) -> np.ndarray:
         video = importlib.import_module("codec.video")
     except ModuleNotFoundError:
         raise CodecError("this build of ncodec cannot decode video streams") from None
-    for i, f in enumerate(video.VideoDecoder(io.BytesIO(data))):
+    dec = video.VideoDecoder(io.BytesIO(data))
+    dec.seek(frame)  # the intra frame at or before it
+    for i, f in enumerate(dec, start=dec.index):
         if i == frame:
+            if isinstance(f, tuple):  # (Y, U, V) planes of 4:2:0 video: limited range, BT.601
+                from .video_io import yuv420_to_rgb
+
+                y, u, v = f
+                return yuv420_to_rgb(y, u, v, full_range=False)[:dec.height, :dec.width]
             return to_array(f)
     raise FormatError(f"the video holds no frame {frame}")
 
@@ -115,7 +122,11 @@ class NczImageFile(ImageFile.ImageFile):
                              "opened as images")
         self.ncz_header: Header = header
         self._mode = _MODES.get(header.color_format, "RGB")
-        self._size = (header.width, header.height)
+        if header.kind == StreamKind.VIDEO:  # odd-sized 4:2:0 video: the true size is a param
+            self._size = (int(header.params.get("width", header.width)),
+                          int(header.params.get("height", header.height)))
+        else:
+            self._size = (header.width, header.height)
         kind = StreamKind(header.kind).name.lower()
         self.info.update(kind=kind, model_id=header.model_id)
         if header.kind == StreamKind.IMAGE:
@@ -127,6 +138,9 @@ class NczImageFile(ImageFile.ImageFile):
         if header.kind == StreamKind.VIDEO and header.fps_num:
             self.info["duration"] = 1000.0 * header.fps_den / header.fps_num
         self._frame = 0
+        if self.n_frames > 1:  # keep the file for the other frames (as Pillow's GIF does)
+            self._close_exclusive_fp_after_loading = False
+            self._ncz_fp = self.fp
         self._set_tile()
 
     def _set_tile(self) -> None:
@@ -136,6 +150,7 @@ class NczImageFile(ImageFile.ImageFile):
         if not self._seek_check(frame):
             return
         self._frame = frame
+        self.fp = self._ncz_fp  # load() let go of it
         self._im = None  # decode the new frame on the next load
         self._set_tile()
 

@@ -97,6 +97,28 @@ def test_save_to_file_object_and_errors(photo):
     assert Image.registered_extensions()[".ncz"] == "NCZ"
 
 
+def test_video_stream_opens_as_frames(tmp_path, monkeypatch):
+    """A video ``.ncz`` is a multi-frame image (untrained tiny video model, shipped intra)."""
+    video = pytest.importorskip("codec.video")
+    import torch
+
+    from models.video import VideoModel
+
+    torch.manual_seed(0)
+    video.export_weights(VideoModel("tiny"), tmp_path / f"{video.DEFAULT_MODEL}.safetensors")
+    monkeypatch.setattr(video, "WEIGHTS_DIR", tmp_path)
+    frames = [astronaut()[4 * i:4 * i + 32, 200:248].copy() for i in range(3)]
+    path = tmp_path / "clip.ncz"
+    with open(path, "wb") as f, video.VideoEncoder(f, width=48, height=32, fmt="rgb",
+                                                   quality=1, fps=10) as enc:
+        recon = [enc.encode(a) for a in frames]
+    with Image.open(path) as im:
+        assert (im.size, im.mode, im.n_frames, im.info["kind"]) == ((48, 32), "RGB", 3, "video")
+        assert np.array_equal(np.asarray(im), recon[0])
+        im.seek(2)
+        assert im.tell() == 2 and np.array_equal(np.asarray(im), recon[2])
+
+
 def test_codec_exports_are_lazy():
     assert codec.ImageCodec.__module__ == "codec.image"
     assert codec.LosslessCodec.__module__ == "codec.lossless"
