@@ -402,6 +402,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         return _run_batch(args, "encode", o)
     inp = args.inputs[0]
     out = args.output or _default_output(inp, ".ncz")
+    if out != "-" and inp != "-" and Path(out).is_dir():  # -o DIR: DIR/<input>.ncz
+        out = str(Path(out) / Path(inp).with_suffix(".ncz").name)
     _refuse_tty(out)
     encode_file(inp, out, o)
     return 0
