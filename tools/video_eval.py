@@ -54,6 +54,14 @@ def _frames(path: Path, n: int | None) -> tuple[list, object]:
         return list(src.frames("yuv420", n)), src
 
 
+def _model(weights=None) -> dict:
+    """Which video model was measured (id, sha256 of its weights file, configuration)."""
+    from codec.video import load_model
+
+    model, _, digest, model_id = load_model(weights)
+    return {"id": model_id, "sha256": bytes(digest).hex(), "config": model.cfg.to_dict()}
+
+
 def _machine() -> dict:
     import torch
 
@@ -114,7 +122,7 @@ def propagation(clip: Path, frames: int = 96, quality: float = 1.5, refresh: int
                             if len(r["psnr_yuv"]) > 2 else None,
                             "bpp": r["bpp"]} for k, r in runs.items()},
             "psnr_gain_refresh_db": float(np.mean(on) - np.mean(off)),
-            "machine": _machine()}
+            "model": _model(weights), "machine": _machine()}
 
 
 def propagation_plot(res: dict) -> bytes:
@@ -130,6 +138,7 @@ def propagation_plot(res: dict) -> bytes:
         t = np.arange(len(r["psnr_yuv"]))
         axes[0, 0].plot(t, r["psnr_yuv"], label=f"{label} ({r['bpp']:.3f} bpp)", lw=1.2)
         axes[1, 0].plot(t[1:], np.array(r["bytes"][1:]) * 8 / 1000, label=label, lw=1.0)
+        axes[1, 0].ticklabel_format(useOffset=False, axis="y")
         if r["refresh_period"] > 0:
             for x in range(r["refresh_period"], len(t), r["refresh_period"]):
                 for ax in axes[:, 0]:
@@ -187,7 +196,7 @@ def speed(clip: Path, frames: int = 8, repeats: int = 3, quality: float = 1.5,
             "median_frame_ms": {"encode": 1000 * statistics.median(per_frame_enc),
                                 "decode": 1000 * statistics.median(per_frame_dec)},
             "note": "wall time per run over all frames (first frame intra), model load excluded",
-            "machine": _machine()}
+            "model": _model(weights), "machine": _machine()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,9 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     ss = sub.choices["speed"]
     ss.add_argument("--frames", type=int, default=8)
     ss.add_argument("--repeats", type=int, default=3)
-    ss.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    for s in (sp, ss):
+        s.add_argument("--threads", type=int, default=1,
+                       help="torch threads (default 1: the reference machine is shared)")
     args = p.parse_args(argv)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else None
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -222,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(out / "ncodec_propagation.png", propagation_plot(res), force=True)
             print(json.dumps(res["summary"], indent=1))
         else:
-            res = speed(clip, args.frames, args.repeats, args.quality, args.weights,
-                        args.threads, log)
+            res = speed(clip, args.frames, args.repeats, args.quality, args.weights, log=log)
             write_atomic(out / "ncodec_speed.json", json_text(res).encode(), force=True)
             print(json.dumps({k: res[k] for k in ("clip", "width", "height", "frames",
                                                   "encode_fps", "decode_fps")}, indent=1))
