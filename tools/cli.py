@@ -323,15 +323,12 @@ def _run_batch(args: argparse.Namespace, op: str, o: dict) -> int:
             dst = str((out_dir / rel).with_suffix(".ncz")) if out_dir else \
                 _default_output(src, ".ncz")
         else:  # the suffix follows the stream kind: decided per file
-            dst = str((out_dir / rel).with_suffix("")) if out_dir else None
-        key = dst and str(Path(dst).resolve())
+            dst = _decode_output_name(src, str(out_dir / rel) if out_dir else src)
+        key = str(Path(dst).resolve())
         if key in seen:
             raise CodecError(f"{src} and {seen[key]} would both be written to {dst}")
         seen[key] = src
         jobs.append([op, src, dst, o])
-    if op == "decode":
-        for j in jobs:
-            j[2] = _decode_output_name(j[1], j[2])
     if out_dir is not None:
         for j in jobs:
             Path(j[2]).parent.mkdir(parents=True, exist_ok=True)
@@ -345,9 +342,9 @@ def _run_batch(args: argparse.Namespace, op: str, o: dict) -> int:
     return 1 if failed else 0
 
 
-def _decode_output_name(src: str, stem: str | None) -> str:
-    """A batch decode's output: ``stem`` (or the input without ``.ncz``) plus the default
-    extension of the file's stream kind (an unreadable file keeps ``.png``: it fails later)."""
+def _decode_output_name(src: str, like: str) -> str:
+    """A batch decode's output: ``like`` with its suffix replaced by the default extension of
+    the file's stream kind (an unreadable file gets ``.png``: it fails later, with a message)."""
     ext = ".png"
     try:
         with open(src, "rb") as f:
@@ -356,15 +353,8 @@ def _decode_output_name(src: str, stem: str | None) -> str:
             ext = _video_default_ext(h)
     except (FormatError, OSError):
         pass
-    return str(Path(stem or Path(src).with_suffix("")).with_suffix(ext))
-
-
-def _forkserver(mp):
-    """Workers forked from a server that imported torch and the image codec once (no torch
-    thread pool has run in it: fork-safe), instead of each importing them again."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "codec.image"])
-    return ctx
+    p = Path(like)
+    return str(p.with_name(p.stem + ext))
 
 
 def _map(jobs: list, workers: int):
