@@ -357,6 +357,14 @@ def _decode_output_name(src: str, like: str) -> str:
     return str(p.with_name(p.stem + ext))
 
 
+def _forkserver(mp):
+    """Workers forked from a server that imported torch and the image codec once (no torch
+    thread pool has run in it: fork-safe), instead of each importing them again."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "codec.image"])
+    return ctx
+
+
 def _map(jobs: list, workers: int):
     """Results of :func:`_run_job` over ``jobs``, in order, in ``workers`` processes."""
     workers = os.cpu_count() or 1 if workers == 0 else workers
