@@ -198,3 +198,27 @@ def test_image_pipe_stdin_stdout(tmp_path, monkeypatch, capfd):
     sys.stdout.flush()
     assert json.loads(out.getvalue())["kind"] == "image"
     assert capfd.readouterr().err == ""
+
+
+def test_video_pipe_y4m_stdin_stdout(tmp_path, tiny_video, monkeypatch):
+    """``ncodec encode - -o - < clip.y4m | ncodec decode - -o - > out.y4m`` (in-process)."""
+    import io
+
+    src = tmp_path / "v.y4m"
+    _clip(src, n=2)
+
+    def stdio(data: bytes):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+        buf = io.BytesIO()
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buf))
+        return buf
+
+    out = stdio(src.read_bytes())
+    assert main(["encode", "-", "-o", "-", "--quiet"]) == 0
+    ncz = out.getvalue()
+    ref = list(tiny_video.VideoDecoder(ncz))
+    out = stdio(ncz)
+    assert main(["decode", "-", "-o", "-", "--quiet"]) == 0
+    with open_video(io.BufferedReader(io.BytesIO(out.getvalue()))) as s:
+        got = list(s)
+    assert len(got) == 2 and all(_same(a, b) for a, b in zip(got, ref))
