@@ -30,12 +30,16 @@ CODER_VERSION = 1  #: version of the rANS stream layout (bitstream.rans)
 
 
 class StreamKind(enum.IntEnum):
+    """What a file holds; it picks the decoder (``Header.kind``)."""
+
     IMAGE = 1
     VIDEO = 2
     LOSSLESS = 3
 
 
 class ColorFormat(enum.IntEnum):
+    """Sample layout of the coded pictures (``Header.color_format``)."""
+
     GRAY = 0
     RGB = 1
     YUV420 = 2
@@ -43,6 +47,8 @@ class ColorFormat(enum.IntEnum):
 
 
 class UnitType(enum.IntEnum):
+    """Whether a unit decodes on its own."""
+
     KEY = 0  #: decodable on its own (image, intra frame): listed in the index
     INTER = 1  #: needs the units before it
 
@@ -218,6 +224,7 @@ class ContainerWriter:
         return self._count - 1
 
     def close(self) -> None:
+        """Write the index and the tail (and patch the frame count in, see the class)."""
         h = self._header
         if h.frame_count and self._count != h.frame_count:
             raise ValueError(f"header announced {h.frame_count} units, {self._count} written")
