@@ -61,7 +61,7 @@ def _clip(path, n=3, h=32, w=48, seed=0):
     with open_writer(path, w, h, 25) as sink:
         for t in range(n):
             y = ((xx * 4 + yy * 2 + t * 3) % 256).astype(np.uint8)
-            c = rng.integers(100, 140, (h // 2, w // 2), dtype=np.uint8)
+            c = rng.integers(100, 140, ((h + 1) // 2, (w + 1) // 2), dtype=np.uint8)
             frames.append((y, c, c.copy()))
             sink.write(frames[-1])
     return frames
@@ -111,6 +111,17 @@ def test_raw_yuv_frames_limit_and_rgb(tmp_path, tiny_video, capsys):
         got = list(s.frames("rgb"))
     ref = list(tiny_video.VideoDecoder(ncz.read_bytes()))
     assert len(got) == 2 and all(np.array_equal(a, b) for a, b in zip(got, ref))
+
+
+def test_odd_size_video(tmp_path, tiny_video):
+    src = tmp_path / "odd.y4m"
+    _clip(src, n=2, h=31, w=47)
+    ncz = tmp_path / "odd.ncz"
+    assert main(["encode", str(src), "-o", str(ncz), "--quiet"]) == 0
+    assert main(["decode", str(ncz), "-o", str(tmp_path / "back.y4m"), "--quiet"]) == 0
+    with open_video(tmp_path / "back.y4m") as s:
+        assert (s.width, s.height) == (47, 31)
+        assert all(_same(a, b) for a, b in zip(s, tiny_video.VideoDecoder(ncz.read_bytes())))
 
 
 def test_video_errors_one_line(tmp_path, tiny_video, capsys):

@@ -12,6 +12,7 @@ are coded as a batch into ``-o DIR`` (``-j N`` worker processes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
@@ -231,27 +232,17 @@ def _decode_video(inp: str, data, header, out, o: dict, progress: bool) -> str:
     fmt = "rgb" if header.color_format == ColorFormat.RGB else "yuv420"
     fps = Fraction(header.fps_num, header.fps_den) if header.fps_num else Fraction(25)
     full_range = bool(header.params.get("full_range", False))
-    with open(inp, "rb") if data is None else _nullcontext(data) as src, \
-            open_writer(out, header.width, header.height, fps, fmt, full_range,
-                        force=o.get("force", False)) as sink, \
-            _bar(o if progress else {"quiet": True}, header.frame_count or None,
-                 Path(inp).name, "frame") as bar:
+    with open(inp, "rb") if data is None else contextlib.nullcontext(data) as src:
         dec = _with_device(video.VideoDecoder, o.get("device"), "video", src)
-        for frame in dec:
-            sink.write(frame)
-            bar.update()
+        # odd-sized 4:2:0 video: the header holds the even size, the decoder the real one
+        w, h = getattr(dec, "width", header.width), getattr(dec, "height", header.height)
+        with open_writer(out, w, h, fps, fmt, full_range, force=o.get("force", False)) as sink, \
+                _bar(o if progress else {"quiet": True}, header.frame_count or None,
+                     Path(inp).name, "frame") as bar:
+            for frame in dec:
+                sink.write(frame)
+                bar.update()
     return out
-
-
-class _nullcontext:
-    def __init__(self, v):
-        self.v = v
-
-    def __enter__(self):
-        return self.v
-
-    def __exit__(self, *_):
-        pass
 
 
 # ---------------------------------------------------------------------------------- batches
