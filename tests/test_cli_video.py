@@ -2,6 +2,7 @@
 
 The video round trips run in-process with a tiny randomly initialised video model (the CLI
 plumbing does not depend on the trained weights; the codec's own tests cover those)."""
+import io
 import json
 import os
 import subprocess
@@ -52,6 +53,20 @@ def tiny_video(tiny_weights, monkeypatch):
     torch.set_num_threads(1)
     yield video
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def stdio(monkeypatch):
+    """``stdio(data)`` makes ``data`` the process's stdin and returns the buffer that
+    collects its stdout (binary, through ``sys.stdin.buffer`` / ``sys.stdout.buffer``)."""
+
+    def replace(data: bytes) -> io.BytesIO:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+        buf = io.BytesIO()
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buf))
+        return buf
+
+    return replace
 
 
 def _clip(path, n=3, h=32, w=48, seed=0):
@@ -183,19 +198,11 @@ def test_batch_folder_with_two_workers(tmp_path, capfd):
                   if p.is_file()) == ["a.png", "b.png", "sub/b.png"]
 
 
-def test_image_pipe_stdin_stdout(tmp_path, monkeypatch, capfd):
+def test_image_pipe_stdin_stdout(tmp_path, stdio, capfd):
     """``ncodec encode - -o - < in.png | ncodec decode - -o out.png`` (in-process: stdin
     and stdout replaced by byte streams) and ``info -``."""
-    import io
-
     src = tmp_path / "p.png"
     _png(src, 0)
-
-    def stdio(data: bytes):
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
-        buf = io.BytesIO()
-        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buf))
-        return buf
 
     out = stdio(src.read_bytes())
     assert main(["encode", "-", "-o", "-", "-q", "1"]) == 0
@@ -211,18 +218,10 @@ def test_image_pipe_stdin_stdout(tmp_path, monkeypatch, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_video_pipe_y4m_stdin_stdout(tmp_path, tiny_video, monkeypatch):
+def test_video_pipe_y4m_stdin_stdout(tmp_path, tiny_video, stdio):
     """``ncodec encode - -o - < clip.y4m | ncodec decode - -o - > out.y4m`` (in-process)."""
-    import io
-
     src = tmp_path / "v.y4m"
     _clip(src, n=2)
-
-    def stdio(data: bytes):
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
-        buf = io.BytesIO()
-        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(buf))
-        return buf
 
     out = stdio(src.read_bytes())
     assert main(["encode", "-", "-o", "-", "--quiet"]) == 0
