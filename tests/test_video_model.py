@@ -84,7 +84,7 @@ def _decode_side(model, threads, fmt="yuv420"):
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(3)
     k = FORMATS[fmt]
-    ref = torch.round(torch.rand(1, k, 64, 64, generator=g) * 255) / 255
+    ref = torch.round(torch.rand(1, k, 32, 32, generator=g) * 255) / 255
     x = torch.roll(ref, 2, 3).float()
     tables = model.build_tables()
     enc = RansEncoder()

@@ -288,6 +288,25 @@ def code_clip(path: Path, frames: int, quality: float, weights=None, refresh_per
     return res
 
 
+def code_anchor(path: Path, frames: int, name: str) -> list[dict]:
+    """bpp and mean PSNR-Y of a classic codec (``tools.classic``: low delay, one intra frame)
+    at each of its CRF points on the same frames."""
+    from tools.classic import VIDEO_CODECS
+    from tools.eval_media import read_clip
+
+    v = read_clip(path, frames)
+    codec = VIDEO_CODECS[name]()
+    out = []
+    for crf in codec.settings:
+        data = codec.encode(v, crf)
+        d = codec.decode(data)
+        py = [_psnr(_mse(v.y[t], d.y[t])) for t in range(v.frames)]
+        out.append({"clip": path.name, "codec": name, "crf": crf, "frames": v.frames,
+                    "bpp": round(len(data) * 8 / (v.frames * v.width * v.height), 4),
+                    "psnr_y": round(float(np.mean(py)), 3)})
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
@@ -320,6 +339,7 @@ def main(argv=None) -> None:
     ap.add_argument("--frames-measured", type=int, default=32)
     ap.add_argument("--qualities", default="0,3")
     ap.add_argument("--refresh", type=int, default=32, help="refresh period when measuring")
+    ap.add_argument("--anchors", default="", help="also measure these classic codecs (x264,x265)")
     args = ap.parse_args(argv)
     if args.measure is not None:
         clips = [Path(c) for c in args.measure] or [VIDEO / "compressed" / f"{c}{e}" for c, e in
@@ -329,6 +349,9 @@ def main(argv=None) -> None:
                 r = code_clip(c, args.frames_measured, q, args.weights, args.refresh,
                               threads=args.threads)
                 print(json.dumps(r), flush=True)
+            for a in filter(None, args.anchors.split(",")):
+                for r in code_anchor(c, args.frames_measured, a):
+                    print(json.dumps(r), flush=True)
         return
 
     out = Path(args.out)
