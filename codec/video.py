@@ -40,7 +40,6 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bitstream import FormatError, Header, RansDecoder, RansEncoder, StreamKind, UnitType
 from bitstream.container import ColorFormat, ContainerReader, ContainerWriter
@@ -94,8 +93,9 @@ def export_weights(model, dest: Path, info: dict | None = None) -> dict:
     stored as their exact int16 grid codes, encoder-only float weights in float16."""
     from safetensors.torch import save_file
 
-    from models.entropy import tables_to_arrays
     from models.layers import W_BITS, W_MAX
+
+    from .image import _tensors_of_tables
 
     dest = Path(dest)
     model = model.float().eval()
@@ -110,7 +110,7 @@ def export_weights(model, dest: Path, info: dict | None = None) -> dict:
         tensors[k] = v.contiguous()
     tables = model.build_tables()
     for name, t in (("gauss", tables["gauss"]), ("y", tables["y"][0]), ("mv", tables["mv"][0])):
-        tensors.update({f"tables.{name}.{k}": torch.from_numpy(a) for k, a in tables_to_arrays(t).items()})
+        tensors.update(_tensors_of_tables(f"tables.{name}", t))
     tensors["tables.y.medians"] = torch.from_numpy(tables["y"][1])
     tensors["tables.mv.medians"] = torch.from_numpy(tables["mv"][1])
     cfg = model.cfg.to_dict()

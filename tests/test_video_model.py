@@ -1,6 +1,5 @@
 """The video network (models.video): shapes, likelihoods, the exact warp, motion estimation,
 and the decoder-side path being reproducible bit for bit across thread counts."""
-import numpy as np
 import pytest
 import torch
 

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.video import (CONFIGS, TrainCoder, VideoModel, VideoModelConfig, pack_frame,
                           round_frame)
 
 from tools.eval_media import datasets_root
+from tools.train_image import save_ckpt
 
 VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
 HELD_OUT = ("carphone_pristine", "asl_book")
@@ -207,12 +207,6 @@ def cascade(model: VideoModel, seq: torch.Tensor, intra: torch.Tensor, q: torch.
         stats.append((bpp.detach(), mse.detach(), (bits["mv"] / npx).detach()))
         ref, feat, mv = round_frame(out["x_hat"]), out["feat"], out["mv"]
     return loss, stats
-
-
-def save_ckpt(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def fit_quantiles(model: VideoModel, steps: int = 3000, lr: float = 0.02) -> float:
