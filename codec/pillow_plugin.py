@@ -7,7 +7,7 @@
 
     im = Image.open("photo.ncz")    # reads the header only: im.size, im.mode, im.info
     im.load()                       # decodes the pixels (image or lossless stream)
-    im.save("copy.ncz", quality=3.5)            # learned codec (also bpp=, psnr=, effort=)
+    im.save("copy.ncz", quality=3.5)            # learned codec, quality 0..7 (bpp=, psnr=, effort=)
     im.save("exact.ncz", lossless=True)         # lossless codec (model="hclt-photo")
 
 ``Image.open`` parses only the signature and the ``HEAD`` chunk; the codecs (and torch) are
@@ -178,7 +178,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         data = _lossless_codec(opts.get("model", "hclt-photo")).encode(a)
     else:
         kw = {k: opts[k] for k in ("quality", "bpp", "psnr", "effort") if opts.get(k) is not None}
-        data = _image_codec().encode(a, **kw)
+        ic = _image_codec()
+        top = ic.n_quality - 1
+        if "quality" in kw and not 0 <= float(kw["quality"]) <= top:  # e.g. JPEG's 0..100
+            raise CodecError(f"quality {kw['quality']} is out of ncodec's range 0..{top}")
+        data = ic.encode(a, **kw)
     fp.write(data)
 
 

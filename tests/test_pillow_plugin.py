@@ -91,6 +91,8 @@ def test_save_to_file_object_and_errors(photo):
     assert Image.open(io.BytesIO(buf.getvalue())).format == "NCZ"
     with pytest.raises(CodecError, match="alpha"):
         Image.new("RGBA", (8, 8)).save(io.BytesIO(), format="NCZ", quality=2)
+    with pytest.raises(CodecError, match="out of ncodec's range"):  # not JPEG's 0..100
+        Image.fromarray(photo[:8, :8]).save(io.BytesIO(), format="NCZ", quality=90)
     with pytest.raises(FormatError):  # our signature, broken header: a clear error
         Image.open(io.BytesIO(buf.getvalue()[:20]))
     pillow_plugin.register()  # idempotent
