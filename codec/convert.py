@@ -1,4 +1,4 @@
-"""The one place where images change form: numpy, Pillow and torch in, numpy, Pillow and torch out.
+"""The one place where images change form: numpy, Pillow or torch, in and out.
 
 Every codec works on one internal form, an ``H x W x C`` numpy array (``uint8``; C = 1 grey,
 3 RGB, 4 RGBA, which the codecs refuse with their own message; ``uint16`` grey from 16-bit
@@ -6,18 +6,14 @@ files). Everything a user may hand to :meth:`codec.ImageCodec.encode` or
 :meth:`codec.LosslessCodec.encode` goes through :func:`to_array`; everything a ``decode``
 returns goes through :func:`from_array`:
 
-=================  =================================================  ==========================
-form               accepted as input                                  returned by ``output=``
-=================  =================================================  ==========================
-numpy              ``H x W`` or ``H x W x C`` ``uint8`` (or ``uint16``  ``"numpy"``: ``H x W x C``
-                   grey); a batch is ``N x H x W x C``                ``uint8``
-Pillow             any mode: ``1``/``L`` grey, ``P`` expanded,          ``"pil"``: mode ``L`` or
-                   ``LA``/``PA`` to RGBA, CMYK/YCbCr/LAB/HSV to RGB,  ``RGB``
-                   ``I;16`` to ``uint16``
-torch              ``C x H x W`` or ``N x C x H x W``, float in        ``"torch"``: ``1 x C x H x W``
-                   ``[0, 1]`` (clamped; rounded to 8 bits) or         float32 in ``[0, 1]`` on
-                   ``uint8``, on any device                           ``device``
-=================  =================================================  ==========================
+* numpy: in, ``H x W`` or ``H x W x C`` ``uint8`` (or ``uint16`` grey); out
+  (``output="numpy"``), ``H x W x C`` ``uint8``.
+* Pillow: in, any mode (``1``/``L`` grey, ``P`` expanded, ``LA``/``PA`` to RGBA,
+  CMYK/YCbCr/LAB/HSV to RGB, ``I;16`` to ``uint16``; :func:`pil_to_array`); out
+  (``output="pil"``), mode ``L`` or ``RGB``.
+* torch: in, ``C x H x W`` or ``1 x C x H x W``, float in ``[0, 1]`` (clamped, rounded to 8
+  bits) or ``uint8``, on any device; out (``output="torch"``), ``1 x C x H x W`` float32 in
+  ``[0, 1]`` on ``device``.
 
 A list or tuple of images, a 4-D torch tensor and a 4-D numpy array are batches
 (:func:`to_arrays`); :func:`from_arrays` stacks a batch of same-size images into one
