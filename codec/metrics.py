@@ -59,7 +59,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 
 def psnr_yuv(ref: tuple[np.ndarray, np.ndarray, np.ndarray],
-             dec: tuple[np.ndarray, np.ndarray, np.ndarray], peak: float = 255.0) -> dict:
+             dec: tuple[np.ndarray, np.ndarray, np.ndarray], peak: float = 255.0) -> dict[str, float]:
     """PSNRs of one frame given as ``(Y, U, V)`` planes (any subsampling, 8-bit by default).
 
     Returns ``{"y", "u", "v", "yuv"}`` with ``yuv = (6 y + u + v) / 8``; an identical plane has
