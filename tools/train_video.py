@@ -316,6 +316,8 @@ def main(argv=None) -> None:
     ap.add_argument("--refresh-p", type=float, default=0.25)
     ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--eb-lr-gain", type=float, default=10.0,
+                    help="learning-rate factor of the factorized priors' densities")
     ap.add_argument("--decay-step", type=int, default=10 ** 9)
     ap.add_argument("--decay", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=10 ** 9)
@@ -363,14 +365,23 @@ def main(argv=None) -> None:
     model = VideoModel(cfg)
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    opt = torch.optim.Adam(main_params, lr=args.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    # the factorized priors' densities learn with a larger step: on a short CPU budget the
+    # hyper-latents' rate otherwise stays high for thousands of steps
+    is_eb = lambda n: n.startswith(("eb.", "mv_eb."))  # noqa: E731
+    opt = torch.optim.Adam([
+        {"params": [p for n, p in model.named_parameters() if not n.endswith("quantiles") and not is_eb(n)],
+         "gain": 1.0},
+        {"params": [p for n, p in model.named_parameters() if not n.endswith("quantiles") and is_eb(n)],
+         "gain": args.eb_lr_gain}], lr=args.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=3e-3)
     step, elapsed = 0, 0.0
     if ckpt.exists():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        aux_opt.load_state_dict(st["aux_opt"])
+        if len(st["opt"]["param_groups"]) == len(opt.param_groups):
+            opt.load_state_dict(st["opt"])
+        else:
+            print("optimizer layout changed: fresh optimizer state", file=sys.stderr)
         step, elapsed = st["step"], st["elapsed"]
         print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
     cache = np.load(build_cache(out, args.crops, args.frames, args.size, cfg.n_quality, args.seed))
@@ -411,7 +422,7 @@ def main(argv=None) -> None:
         sq, ir = batch(idx, q, fmt, args.crop_single if single else args.size)
         warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
-            g["lr"] = args.lr * warm
+            g["lr"] = args.lr * warm * g.get("gain", 1.0)
         loss, stats = cascade(model, sq, ir, q, fmt, n_p, args.refresh_p,
                               1.0 if single else 0.1, rng)
         opt.zero_grad(set_to_none=True)
