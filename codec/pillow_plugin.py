@@ -14,7 +14,9 @@
 loaded when the pixels are first needed. ``im.verify()`` reads every chunk and checks its
 CRC, the unit order and the tail without decoding. A corrupt file raises
 :class:`bitstream.FormatError`; a file this build cannot decode, :class:`codec.CodecError`.
-Modes: an image stream opens as ``RGB``; a lossless one as ``L`` or ``RGB``, as coded. A video
+Modes: an image stream opens as ``RGB``; a lossless one as ``L`` or ``RGB``, as coded (a
+lossless set of 28x28 images, :meth:`codec.LosslessCodec.encode_set`, as a multi-frame ``L``
+image). A video
 stream opens as a multi-frame ``RGB`` image (``n_frames``, ``seek``; 4:2:0 frames shown
 through BT.601 limited-range conversion) when :mod:`codec.video` is present.
 """
@@ -67,13 +69,25 @@ def _lossless_codec(model: str = "hclt-photo") -> Any:
     return LosslessCodec(model)
 
 
+@lru_cache(maxsize=2)
+def _decode_set(data: bytes) -> np.ndarray:
+    """All images of a lossless set (decoded once for all the frames Pillow asks for)."""
+    return _lossless_codec().decode_set(data)
+
+
 def decode_file(data: bytes, frame: int = 0) -> np.ndarray:
     """The ``H x W x C`` uint8 pixels of any ``.ncz`` file (image, lossless, or frame
-    ``frame`` of a video), decoded by the codec its header names."""
+    ``frame`` of a video or of a lossless image set), decoded by the codec its header
+    names."""
     header = ContainerReader(data).header
     if header.kind == StreamKind.IMAGE:
         return _image_codec(header.model_id).decode(data)
     if header.kind == StreamKind.LOSSLESS:
+        if "count" in header.params:  # a set of small images (LosslessCodec.encode_set)
+            images = _decode_set(data)
+            if not 0 <= frame < len(images):
+                raise FormatError(f"the image set holds no image {frame}")
+            return images[frame][:, :, None]
         return _lossless_codec().decode(data)
     try:
         video = importlib.import_module("codec.video")
@@ -133,7 +147,11 @@ class NczImageFile(ImageFile.ImageFile):
             self.info["quality"] = header.quality
         if header.kind == StreamKind.LOSSLESS:
             self.info["lossless"] = True
-        self.n_frames = header.frame_count if header.kind == StreamKind.VIDEO else 1
+        count = header.params.get("count", 1) if header.kind == StreamKind.LOSSLESS else 1
+        if header.kind == StreamKind.VIDEO:
+            self.n_frames = header.frame_count
+        else:  # a lossless image set is a multi-frame image too
+            self.n_frames = count if isinstance(count, int) and count >= 1 else 1
         self.is_animated = self.n_frames > 1
         if header.kind == StreamKind.VIDEO and header.fps_num:
             self.info["duration"] = 1000.0 * header.fps_den / header.fps_num

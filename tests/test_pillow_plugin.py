@@ -85,6 +85,16 @@ def test_lossless_save_open_exact(tmp_path, photo, mode):
         assert np.array_equal(np.asarray(im), np.asarray(src))
 
 
+def test_lossless_image_set_is_multi_frame():
+    digits = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    data = codec.LosslessCodec("hclt-mnist").encode_set(digits)
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.mode, im.size, im.n_frames) == ("L", (28, 28), 3)
+        for i in (0, 2):
+            im.seek(i)
+            assert np.array_equal(np.asarray(im), digits[i])
+
+
 def test_save_to_file_object_and_errors(photo):
     buf = io.BytesIO()
     Image.fromarray(photo[:16, :16]).save(buf, format="NCZ", lossless=True)
