@@ -335,6 +335,7 @@ def main(argv=None) -> None:
     ap.add_argument("--frames-measured", type=int, default=32)
     ap.add_argument("--qualities", default="0,3")
     ap.add_argument("--refresh", type=int, default=32, help="refresh period when measuring")
+    ap.add_argument("--no-check", action="store_true", help="measure without decoding")
     ap.add_argument("--anchors", default="", help="also measure these classic codecs (x264,x265)")
     args = ap.parse_args(argv)
     if args.measure is not None:
@@ -343,7 +344,7 @@ def main(argv=None) -> None:
         for c in clips:
             for q in (float(x) for x in args.qualities.split(",")):
                 r = code_clip(c, args.frames_measured, q, args.weights, args.refresh,
-                              threads=args.threads)
+                              check=not args.no_check, threads=args.threads)
                 print(json.dumps(r), flush=True)
             for a in filter(None, args.anchors.split(",")):
                 for r in code_anchor(c, args.frames_measured, a):
