@@ -327,6 +327,9 @@ class VideoModel(nn.Module):
         c, c2, c3, m, mn = cfg.c, cfg.c2, cfg.c3, cfg.m, cfg.mv_n
         # format-specific layers
         self.enc_in = nn.ModuleDict({f: nn.Conv2d(k, c, 3, padding=1) for f, k in FORMATS.items()})
+        # the encoder also sees the residual to the motion-compensated prediction (a hint that
+        # only the encoder has; the decoder is purely conditional on the temporal contexts)
+        self.enc_res = nn.ModuleDict({f: nn.Conv2d(k, c, 3, padding=1) for f, k in FORMATS.items()})
         self.extract = nn.ModuleDict({f: nn.Sequential(_qconv(k, c), _Act(), _qconv(c, c))
                                       for f, k in FORMATS.items()})
         self.head = nn.ModuleDict({f: _qconv(c, k) for f, k in FORMATS.items()})
@@ -372,7 +375,7 @@ class VideoModel(nn.Module):
         self.q_mv_dec = nn.Parameter(ms.view(-1, 1).repeat(1, cfg.mv_m).clone())
 
     #: modules that run on the encoder side only (float; never decide a probability)
-    ENCODER_ONLY = ("enc_in", "mv_enc", "mv_ha", "ctx_enc", "h_a")
+    ENCODER_ONLY = ("enc_in", "enc_res", "mv_enc", "mv_ha", "ctx_enc", "h_a")
 
     def _dt(self) -> torch.dtype:
         return self.h_s[0].weight.dtype
@@ -438,10 +441,11 @@ class VideoModel(nn.Module):
         ref = self.extract_feature(ref_frame, fmt) if (refresh or ref_feat is None) else ref_feat
         fw = warp(ref.to(dt), flow_hat)
         c1, c2, c3 = self.ctx(fw)
+        pred = warp(ref_frame.to(dt), flow_hat)
         # ---- contextual coding
         y = None
         if x is not None:
-            f = self.enc_in[fmt](x.float())
+            f = self.enc_in[fmt](x.float()) + self.enc_res[fmt]((x.to(dt) - pred).float())
             y = self.ctx_enc(f, c1.float(), c2.float(), c3.float()) / self._scaler(self.q_enc, q).float()
             z = self.h_a(y)
         else:
@@ -450,7 +454,6 @@ class VideoModel(nn.Module):
         ctx = torch.cat([to_grid(self.h_s(z_hat.to(dt))), to_grid(self.tp(c3))], 1)
         y_hat, _ = self.latent.run(ctx, coder.slot("y"), None if y is None else y.to(dt))
         feat = self.ctx_dec(y_hat * self._q(self.q_dec, q), c1, c2, c3)
-        pred = warp(ref_frame.to(dt), flow_hat)
         return {"x_hat": self.reconstruct(feat, fmt, pred), "feat": feat, "mv": mv_hat,
                 "flow": flow_hat, "pred": pred}
 

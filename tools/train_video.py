@@ -185,8 +185,11 @@ def to_packed(a: np.ndarray, size: int, fmt: str) -> torch.Tensor:
 
 
 def cascade(model: VideoModel, seq: torch.Tensor, intra: torch.Tensor, q: torch.Tensor,
-            fmt: str, n_p: int, refresh_p: float, warp_w: float, rng, noise: bool = True):
-    """I frame (given) + ``n_p`` P frames. Returns the loss and per-frame (bpp, mse)."""
+            fmt: str, n_p: int, refresh_p: float, warp_w: float, rng, noise: bool = True,
+            y_rate_w: float = 1.0):
+    """I frame (given) + ``n_p`` P frames. Returns the loss and per-frame (bpp, mse).
+    ``y_rate_w`` < 1 discounts the frame latent's rate in the loss (a warm-up that keeps the
+    contextual path from collapsing to zero rate behind the motion-compensated prediction)."""
     ref, feat, mv = intra, None, None
     lam = model.lmbda(q) * 255.0 ** 2
     npx = seq.shape[-2] * seq.shape[-1] * 4
@@ -199,7 +202,7 @@ def cascade(model: VideoModel, seq: torch.Tensor, intra: torch.Tensor, q: torch.
         bits = coder.bits()
         bpp = (bits["mv"] + bits["y"]) / npx
         mse = ((out["x_hat"] - x) ** 2).mean((1, 2, 3))
-        frame_loss = lam * mse + bpp
+        frame_loss = lam * mse + (bits["mv"] + y_rate_w * bits["y"]) / npx
         if warp_w:
             mse_w = ((out["pred"] - x) ** 2).mean((1, 2, 3))
             frame_loss = frame_loss + warp_w * lam * mse_w
@@ -316,6 +319,9 @@ def main(argv=None) -> None:
     ap.add_argument("--refresh-p", type=float, default=0.25)
     ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--y-ramp-start", type=int, default=10 ** 9,
+                    help="from this step, the frame latent's rate weight ramps 0.2 -> 1")
+    ap.add_argument("--y-ramp-steps", type=int, default=600)
     ap.add_argument("--eb-lr-gain", type=float, default=10.0,
                     help="learning-rate factor of the factorized priors' densities")
     ap.add_argument("--decay-step", type=int, default=10 ** 9)
@@ -378,8 +384,10 @@ def main(argv=None) -> None:
     step, elapsed = 0, 0.0
     if ckpt.exists():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        if len(st["opt"]["param_groups"]) == len(opt.param_groups):
+        missing, unexpected = model.load_state_dict(st["model"], strict=False)
+        if missing or unexpected:
+            print(f"new parameters {missing}, dropped {unexpected}", file=sys.stderr)
+        if [len(g["params"]) for g in st["opt"]["param_groups"]] == [len(g["params"]) for g in opt.param_groups]:
             opt.load_state_dict(st["opt"])
         else:
             print("optimizer layout changed: fresh optimizer state", file=sys.stderr)
@@ -424,8 +432,10 @@ def main(argv=None) -> None:
         warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * g.get("gain", 1.0)
+        ramp = min(1.0, max(0.0, (step - args.y_ramp_start) / args.y_ramp_steps))
+        y_w = 1.0 if step < args.y_ramp_start else 0.2 + 0.8 * ramp
         loss, stats = cascade(model, sq, ir, q, fmt, n_p, args.refresh_p,
-                              1.0 if single else 0.1, rng)
+                              1.0 if single else 0.1, rng, y_rate_w=y_w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
