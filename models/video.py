@@ -53,6 +53,7 @@ FORMATS = {"yuv420": 6, "rgb": 12}
 FLOW_FRAC = 8  #: the decoded flow lies on a 1/8-pixel grid (at H/2)
 FLOW_GAIN = 4.0  #: the MV decoder's output is multiplied by this (a power of two: exact)
 PAD = 64  #: frame sizes are padded to a multiple of this
+ENC_GAIN = 16.0  #: constant gain of the contextual encoder's output (encoder side only)
 
 
 @dataclass
@@ -446,7 +447,8 @@ class VideoModel(nn.Module):
         y = None
         if x is not None:
             f = self.enc_in[fmt](x.float()) + self.enc_res[fmt]((x.to(dt) - pred).float())
-            y = self.ctx_enc(f, c1.float(), c2.float(), c3.float()) / self._scaler(self.q_enc, q).float()
+            y = (self.ctx_enc(f, c1.float(), c2.float(), c3.float()) * ENC_GAIN
+                 / self._scaler(self.q_enc, q).float())
             z = self.h_a(y)
         else:
             z = None

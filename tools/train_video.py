@@ -212,7 +212,7 @@ def cascade(model: VideoModel, seq: torch.Tensor, intra: torch.Tensor, q: torch.
     return loss, stats
 
 
-def fit_quantiles(model: VideoModel, steps: int = 3000, lr: float = 0.02) -> float:
+def fit_quantiles(model: VideoModel, steps: int = 5000, lr: float = 0.02) -> float:
     """Converge the entropy bottlenecks' quantiles (the coder tables' ranges): the auxiliary
     loss depends on nothing but the bottlenecks' own parameters, so it is fitted here with a
     larger step than during training. Returns the final auxiliary loss."""
@@ -320,8 +320,11 @@ def main(argv=None) -> None:
     ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--y-ramp-start", type=int, default=10 ** 9,
-                    help="from this step, the frame latent's rate weight ramps 0.2 -> 1")
+                    help="from this step, the frame latent's rate weight is --y-w0 (for "
+                         "--y-hold steps), then ramps to 1")
     ap.add_argument("--y-ramp-steps", type=int, default=600)
+    ap.add_argument("--y-hold", type=int, default=0, help="steps at --y-w0 before the ramp")
+    ap.add_argument("--y-w0", type=float, default=0.2)
     ap.add_argument("--eb-lr-gain", type=float, default=10.0,
                     help="learning-rate factor of the factorized priors' densities")
     ap.add_argument("--decay-step", type=int, default=10 ** 9)
@@ -432,8 +435,8 @@ def main(argv=None) -> None:
         warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * g.get("gain", 1.0)
-        ramp = min(1.0, max(0.0, (step - args.y_ramp_start) / args.y_ramp_steps))
-        y_w = 1.0 if step < args.y_ramp_start else 0.2 + 0.8 * ramp
+        ramp = min(1.0, max(0.0, (step - args.y_ramp_start - args.y_hold) / args.y_ramp_steps))
+        y_w = 1.0 if step < args.y_ramp_start else args.y_w0 + (1.0 - args.y_w0) * ramp
         loss, stats = cascade(model, sq, ir, q, fmt, n_p, args.refresh_p,
                               1.0 if single else 0.1, rng, y_rate_w=y_w)
         opt.zero_grad(set_to_none=True)
