@@ -48,6 +48,15 @@ def estimated_bits(codec: ImageCodec, img: np.ndarray, q: float) -> float:
     return float(sum((-torch.log2(lk)).sum() for lk in liks))
 
 
+def psnr_at(rates: list[float], psnrs: list[float], targets=(0.25, 0.5, 1.0)) -> dict:
+    """PSNR at fixed bit rates, interpolated linearly in log-rate between measured points;
+    ``None`` outside the measured range (no extrapolation)."""
+    order = np.argsort(rates)
+    lr, ps = np.log(np.asarray(rates)[order]), np.asarray(psnrs)[order]
+    return {f"{t:g}": (float(np.interp(np.log(t), lr, ps)) if lr[0] <= np.log(t) <= lr[-1]
+                       else None) for t in targets}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=str(WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"))
@@ -126,14 +135,15 @@ def main(argv=None) -> None:
     res = {"model_id": codec.model_id, "weights_sha256": codec.digest.hex(),
            "steps": entry.get("steps"), "images": [f.name for f in files], "effort": args.effort,
            "bpp": "codec.metrics.bpp of whole .ncz files", "points": points,
-           "bpp_range": [min(rates), max(rates)], "bd_rate_vs_anchors": bd, "timing": timing}
+           "bpp_range": [min(rates), max(rates)], "psnr_at_bpp": psnr_at(rates, ps),
+           "bd_rate_vs_anchors": bd, "timing": timing}
     out = Path(args.out) if args.out else ROOT / "results" / "image" / f"kodak_{codec.model_id}" \
         f"{'_effort%d' % args.effort if args.effort else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({"bd_rate_psnr": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
                       "bd_rate_msssim": {k: round(v["msssim_db_pchip"], 2) for k, v in bd.items()},
-                      "timing": timing}, indent=1))
+                      "psnr_at_bpp": res["psnr_at_bpp"], "timing": timing}, indent=1))
     if args.registry and entry_path.exists():
         entry["kodak"] = {
             "measured_by": "python -m tools.image_eval (real files, 24 images)",
