@@ -134,7 +134,7 @@ class NcodecVideo(VideoAdapter):
             self.weights = p if p.suffix else video.WEIGHTS_DIR / f"{variant}.safetensors"
         self.model, _, self.digest, self.model_id = video.load_model(self.weights)
         n = int(self.model.cfg.n_quality)
-        self.name = "ncodec-video" + (f"@{variant}" if variant else "")
+        self.name = "ncodec-video" + (f"@{Path(variant).stem}" if variant else "")
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
         self.intra_period = intra_period if intra_period and intra_period > 0 else -1
         self.refresh_period = refresh_period

@@ -59,7 +59,8 @@ def _model(weights=None) -> dict:
     from codec.video import load_model
 
     model, _, digest, model_id = load_model(weights)
-    return {"id": model_id, "sha256": bytes(digest).hex(), "config": model.cfg.to_dict()}
+    return {"id": model_id, "file": str(weights) if weights else "shipped (codec/weights)",
+            "sha256": bytes(digest).hex(), "config": model.cfg.to_dict()}
 
 
 def _machine() -> dict:
