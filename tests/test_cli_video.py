@@ -232,3 +232,23 @@ def test_video_pipe_y4m_stdin_stdout(tmp_path, tiny_video, stdio):
     with open_video(io.BufferedReader(io.BytesIO(out.getvalue()))) as s:
         got = list(s)
     assert len(got) == 2 and all(_same(a, b) for a, b in zip(got, ref))
+
+
+def test_video_eval_tool(tmp_path, tiny_video):
+    """``python -m tools.video_eval propagation|speed`` on a tiny clip: JSON + PNG written,
+    the decoder agrees with the encoder in both runs."""
+    from tools.video_eval import main as video_eval
+
+    src = tmp_path / "p.y4m"
+    _clip(src, n=3)
+    out = tmp_path / "res"
+    assert video_eval(["propagation", str(src), "--frames", "3", "--refresh", "1", "--verify",
+                       "-o", str(out)]) == 0
+    res = json.loads((out / "ncodec_propagation.json").read_text())
+    assert [r["refresh_period"] for r in res["runs"].values()] == [1, 0]
+    assert all(r["decoder_matches_encoder"] and len(r["psnr_yuv"]) == 3
+               for r in res["runs"].values())
+    assert (out / "ncodec_propagation.png").read_bytes()[:4] == b"\x89PNG"
+    assert video_eval(["speed", str(src), "--frames", "2", "--repeats", "1", "-o", str(out)]) == 0
+    speed = json.loads((out / "ncodec_speed.json").read_text())
+    assert speed["frames"] == 2 and speed["encode_fps"] > 0 and speed["decode_fps"] > 0

@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--weights", help="video model weights (default: the shipped model)")
         s.add_argument("-o", "--out", default=str(RESULTS), help="output folder")
         s.add_argument("--verbose", action="store_true", help="log every frame / run")
+        s.add_argument("--note", default="", help="a remark stored with the results")
     sp = sub.choices["propagation"]
     sp.add_argument("--frames", type=int, default=96)
     sp.add_argument("--refresh", type=int, default=32, help="refresh period of the 'on' run")
@@ -234,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "propagation":
             res = propagation(clip, args.frames, args.quality, args.refresh, args.weights,
                               args.verify, log)
+            res["note"] = args.note
             write_atomic(out / "ncodec_propagation.json", json_text(res).encode(), force=True)
             write_atomic(out / "ncodec_propagation.png", propagation_plot(res), force=True)
             print(json.dumps(res["summary"], indent=1))
         else:
             res = speed(clip, args.frames, args.repeats, args.quality, args.weights, log=log)
+            res["note"] = args.note
             write_atomic(out / "ncodec_speed.json", json_text(res).encode(), force=True)
             print(json.dumps({k: res[k] for k in ("clip", "width", "height", "frames",
                                                   "encode_fps", "decode_fps")}, indent=1))
