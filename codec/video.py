@@ -20,9 +20,11 @@ Intra frames are coded with the image codec's model (:mod:`models.image`, the sh
 ``image_small``): its latent decoding is exact; its synthesis (including the latent residual
 prediction) runs here in float64 and is rounded to 8 bits. That reconstruction is the
 reference of the next P frame; float64 is not exact, so a different thread count could in
-principle move a pixel that lies within ~1e-12 of a rounding boundary (estimated below 1e-4
-per 640x480 intra frame); the symbol checksums of the following P frames catch the
-resulting desynchronisation as a :class:`FormatError`. Everything of the P frames runs on
+principle move a pixel that lies within ~1e-12 of a rounding boundary (measured on a 640x480
+frame of asl_book: the float64 outputs at 1 and 2 threads were identical, and the value
+nearest to a rounding boundary was 4.5e-8 away from it); a desynchronisation that changes
+probabilities is caught by the symbol checksums of the following P frames
+(:class:`FormatError`). Everything of the P frames runs on
 the exact grid path (float64, :meth:`models.video.VideoModel.deterministic`).
 
 YUV 4:2:0 is coded natively (Y pixel-unshuffled + U + V at H/2); for the intra frame it is
