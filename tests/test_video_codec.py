@@ -13,18 +13,10 @@ import torch
 
 from bitstream import FormatError
 from codec.errors import CodecError
+from test_video_model import one_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "video" / "compressed"
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is fastest (and a busy machine makes 2 threads spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 def tiny_models(seed: int = 0):
