@@ -39,6 +39,8 @@ def to_grid(x: torch.Tensor, bits: int = ACT_BITS, bound: float = ACT_MAX) -> to
     """Clamp to ``+-bound`` and round to the grid ``2**-bits`` (exact in float64: a scaling by
     a power of two, a rounding and the inverse scaling); straight-through gradient."""
     s = float(1 << bits)
+    if not (torch.is_grad_enabled() and x.requires_grad):  # coding: no straight-through term
+        return torch.round(torch.clamp(x, -bound, bound) * s) / s
     return round_ste(torch.clamp(x, -bound, bound) * s) / s
 
 
