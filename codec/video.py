@@ -230,7 +230,9 @@ class _Session:
         self.reset()
 
     def reset(self) -> None:
-        self.ref_frame = self.ref_feat = self.prev_mv = None
+        self.ref_frame: torch.Tensor | None = None
+        self.ref_feat: torch.Tensor | None = None
+        self.prev_mv: torch.Tensor | None = None
         self.since_intra = 0
 
     # -- frames <-> padded tensors

@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -246,7 +246,7 @@ class VideoSource:
         n = 0
         for f in self._native_frames():
             if fmt != self.native:
-                f = yuv420_to_rgb(*f, self.full_range) if fmt == "rgb" else \
+                f = yuv420_to_rgb(f[0], f[1], f[2], self.full_range) if fmt == "rgb" else \
                     rgb_to_yuv420(f, self.full_range)
             n += 1
             yield f
@@ -472,6 +472,7 @@ def open_video(src, *, size=None, pix_fmt: str = "yuv420p", fps=None,
             raise CodecError(f"{name}: no such file")
         if p.is_dir():
             raise CodecError(f"{name}: is a directory")
+    out: VideoSource
     if size is not None or (is_path and Path(src).suffix.lower() == ".y4m") or not is_path:
         f = open(src, "rb") if is_path else (sys.stdin.buffer if str(src) == "-" else src)
         try:
@@ -539,7 +540,8 @@ class AtomicFile:
     on success and discards on an exception."""
 
     def __init__(self, path, force: bool = False):
-        self.path, self.tmp = (None if str(path) == "-" else Path(path)), None
+        self.path: Path | None = None if str(path) == "-" else Path(path)
+        self.tmp: Path | None = None
         if self.path is None:
             self.file = sys.stdout.buffer
             return
@@ -561,7 +563,7 @@ class AtomicFile:
                 os.fsync(self.file.fileno())
                 self.file.close()
                 os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-                os.replace(self.tmp, self.path)
+                os.replace(self.tmp, self.path)  # type: ignore[arg-type]  # set with path
             except BaseException:
                 self.discard()
                 raise
@@ -686,7 +688,8 @@ class _AVSink(VideoSink):
             ("mp4", True): ("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"})}[kind, rgb]
         try:
             self._c = av.open(self._f, "w", format="matroska" if kind == "mkv" else "mp4")
-            s = self._s = self._c.add_stream(codec, rate=self.fps)
+            s: Any = self._c.add_stream(codec, rate=self.fps)
+            self._s = s
         except (av.error.FFmpegError, ValueError) as e:
             self._out.discard()
             raise CodecError(f"this PyAV/FFmpeg cannot write {kind} with {codec}: {e}") from None
@@ -707,7 +710,7 @@ class _AVSink(VideoSink):
             for i, p in enumerate((y, u, v)):
                 buf = np.zeros((p.shape[0], f.planes[i].line_size), np.uint8)
                 buf[:, :p.shape[1]] = p
-                f.planes[i].update(buf)
+                f.planes[i].update(buf)  # type: ignore[arg-type]  # any buffer works
             if self.full_range:
                 f.color_range = 2
         f.pts = self.count
@@ -736,7 +739,7 @@ class _PNGSink(VideoSink):
             raise CodecError(f"{d}: directory is not empty (use --force to write into it)")
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp",
                                           dir=_parent_dir(d)))
-        self._out = self  # commit / discard below
+        self._out = self  # type: ignore[assignment]  # commit / discard below
 
     def _write(self, frame) -> None:
         from PIL import Image
