@@ -33,7 +33,7 @@ from bitstream.container import ColorFormat
 from .convert import ArrayCodec, ImageLike, to_array
 from .errors import CodecError
 
-__all__ = ["ImageCodec", "export_weights", "WEIGHTS_DIR", "DEFAULT_MODEL"]
+__all__ = ["ImageCodec", "export_weights", "save_weights", "WEIGHTS_DIR", "DEFAULT_MODEL"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "image_small"
@@ -50,8 +50,6 @@ def _tensors_of_tables(prefix: str, t: Any) -> dict[str, torch.Tensor]:
 def export_weights(model: Any, dest: str | Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` as a safetensors file with its coder tables (so decoders everywhere use
     the very same integers) and a registry JSON beside it; returns the registry entry."""
-    from safetensors.torch import save_file
-
     dest = Path(dest)
     model = model.float().eval()
     gt, zt, med = model.build_tables()
@@ -63,8 +61,17 @@ def export_weights(model: Any, dest: str | Path, info: dict[str, Any] | None = N
     tensors.update(_tensors_of_tables("tables.gauss", gt))
     tensors.update(_tensors_of_tables("tables.z", zt))
     tensors["tables.z.medians"] = torch.from_numpy(med)
+    return save_weights(model, tensors, dest, "ncodec-image-1", info)
+
+
+def save_weights(model, tensors: dict, dest: Path, fmt: str, info: dict | None = None) -> dict:
+    """Write ``tensors`` as safetensors (metadata: the model's config and ``fmt``) and the
+    registry JSON beside it (id, file, sha256, parameter count, config, ``info``); returns
+    the registry entry."""
+    from safetensors.torch import save_file
+
     cfg = model.cfg.to_dict()
-    save_file(tensors, str(dest), metadata={"config": json.dumps(cfg), "format": "ncodec-image-1"})
+    save_file(tensors, str(dest), metadata={"config": json.dumps(cfg), "format": fmt})
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     entry = {"model_id": dest.stem, "file": dest.name, "sha256": digest,
              "params": sum(p.numel() for p in model.parameters()), "config": cfg, **(info or {})}

@@ -93,11 +93,9 @@ def export_weights(model, dest: Path, info: dict | None = None) -> dict:
     """Write ``model`` (a :class:`models.video.VideoModel`) as safetensors with its coder
     tables, and the registry JSON beside it; returns the registry entry. Grid weights are
     stored as their exact int16 grid codes, encoder-only float weights in float16."""
-    from safetensors.torch import save_file
-
     from models.layers import W_BITS, W_MAX
 
-    from .image import _tensors_of_tables
+    from .image import _tensors_of_tables, save_weights
 
     dest = Path(dest)
     model = model.float().eval()
@@ -115,13 +113,7 @@ def export_weights(model, dest: Path, info: dict | None = None) -> dict:
         tensors.update(_tensors_of_tables(f"tables.{name}", t))
     tensors["tables.y.medians"] = torch.from_numpy(tables["y"][1])
     tensors["tables.mv.medians"] = torch.from_numpy(tables["mv"][1])
-    cfg = model.cfg.to_dict()
-    save_file(tensors, str(dest), metadata={"config": json.dumps(cfg), "format": "ncodec-video-1"})
-    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
-    entry = {"model_id": dest.stem, "file": dest.name, "sha256": digest,
-             "params": sum(p.numel() for p in model.parameters()), "config": cfg, **(info or {})}
-    dest.with_suffix(".json").write_text(json.dumps(entry, indent=1) + "\n")
-    return entry
+    return save_weights(model, tensors, dest, "ncodec-video-1", info)
 
 
 def load_model(weights: str | Path | None = None):
