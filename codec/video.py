@@ -340,12 +340,14 @@ class VideoEncoder:
     ``refresh_period`` R > 0 rebuilds the temporal feature from the decoded frame on every
     R-th P frame after an intra frame (0 or -1: never); ``threads`` sets torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
+    ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
+    write that flag back, e.g. into y4m ``XCOLORRANGE=FULL``).
     """
 
     def __init__(self, out: BinaryIO, width: int, height: int, fmt: str = "yuv420",
                  quality: float = 1.5, intra_period: int = -1, refresh_period: int = 32,
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
-                 intra_weights=None, intra_model=None):
+                 intra_weights=None, intra_model=None, full_range: bool = False):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -356,10 +358,13 @@ class VideoEncoder:
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         fps = Fraction(fps).limit_denominator(1 << 20)
         hw, hh = (width + width % 2, height + height % 2) if fmt == "yuv420" else (width, height)
+        params = self._s.params(self.intra_period, self.refresh_period)
+        if full_range and fmt == "yuv420":  # JPEG-range planes: recorded for display/convert
+            params["full_range"] = True
         self.header = Header(StreamKind.VIDEO, hw, hh, _COLOR[fmt], 8, model_id=self._s.model_id,
                              weights_digest=self._s.digest, quality=self._s.q,
                              fps_num=fps.numerator, fps_den=fps.denominator, frame_count=0,
-                             params=self._s.params(self.intra_period, self.refresh_period))
+                             params=params)
         self._w = ContainerWriter(out, self.header)
         self.frames = 0
         self.frame_bytes: list[int] = []  #: payload bytes of each coded frame

@@ -252,3 +252,18 @@ def test_video_eval_tool(tmp_path, tiny_video):
     assert video_eval(["speed", str(src), "--frames", "2", "--repeats", "1", "-o", str(out)]) == 0
     speed = json.loads((out / "ncodec_speed.json").read_text())
     assert speed["frames"] == 2 and speed["encode_fps"] > 0 and speed["decode_fps"] > 0
+
+
+def test_full_range_flag_carried_through(tmp_path, tiny_video, capsys):
+    src = tmp_path / "full.y4m"
+    y = np.full((32, 48), 250, np.uint8)
+    c = np.full((16, 24), 128, np.uint8)
+    with open_writer(src, 48, 32, 25, full_range=True) as sink:
+        sink.write((y, c, c.copy()))
+    ncz = tmp_path / "full.ncz"
+    assert main(["encode", str(src), "-o", str(ncz), "--quiet"]) == 0
+    assert main(["info", str(ncz), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"].get("full_range") is True
+    assert main(["decode", str(ncz), "-o", str(tmp_path / "out.y4m"), "--quiet"]) == 0
+    with open_video(tmp_path / "out.y4m") as s:
+        assert s.full_range

@@ -168,7 +168,7 @@ def _encode_video(inp: str, out: str, o: dict, progress: bool) -> None:
             total = min(total, o["frames"]) if total else o["frames"]
         kw = {"width": src.width, "height": src.height, "fmt": fmt,
               "intra_period": o.get("intra_period") if o.get("intra_period") is not None else -1,
-              "fps": src.fps}
+              "fps": src.fps, "full_range": bool(src.full_range)}
         if o.get("quality") is not None:
             kw["quality"] = o["quality"]
         if o.get("refresh") is not None:
