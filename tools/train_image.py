@@ -169,6 +169,32 @@ def bench(args) -> None:
     print(json.dumps(res, indent=1))
 
 
+def start_run(args) -> None:
+    """The process settings of a training run: pid file, torch threads (denormals flushed),
+    seed."""
+    if args.pid_file:
+        Path(args.pid_file).write_text(str(os.getpid()))
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(args.seed)
+
+
+def split_params(model: torch.nn.Module) -> tuple[list, list]:
+    """(main parameters, auxiliary parameters: the entropy bottlenecks' quantiles)."""
+    main, aux = [], []
+    for n, p in model.named_parameters():
+        (aux if n.endswith("quantiles") else main).append(p)
+    return main, aux
+
+
+def stop_flag() -> dict:
+    """``{"now": False}``, set to True by SIGTERM/SIGINT so the loop ends with a checkpoint."""
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
+    return stop
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
@@ -206,16 +232,10 @@ def main(argv=None) -> None:
     if args.bench:
         bench(args)
         return
-    if args.pid_file:
-        Path(args.pid_file).write_text(str(os.getpid()))
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(args.seed)
-
+    start_run(args)
     cfg = CONFIGS[args.config]
     model = ImageModel(cfg)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    main_params, aux_params = split_params(model)
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -234,9 +254,7 @@ def main(argv=None) -> None:
     sampler = CropSampler(cache, args.seed + step)
     kodak = kodak_crops()
     log = open(out / "log.jsonl", "a")
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
-    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
+    stop = stop_flag()
 
     def checkpoint():
         save_ckpt(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),

@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from models.video import (CONFIGS, TrainCoder, VideoModel, VideoModelConfig, pac
                           round_frame)
 
 from tools.eval_media import datasets_root
-from tools.train_image import save_ckpt
+from tools.train_image import save_ckpt, split_params, start_run, stop_flag
 
 VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
 HELD_OUT = ("carphone_pristine", "asl_book")
@@ -366,15 +365,10 @@ def main(argv=None) -> None:
     if args.export:
         print(json.dumps(export(ckpt, Path(args.export)), indent=1))
         return
-    if args.pid_file:
-        Path(args.pid_file).write_text(str(os.getpid()))
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(args.seed)
+    start_run(args)
     cfg = CONFIGS[args.config]
     model = VideoModel(cfg)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    main_params, aux_params = split_params(model)
     # the factorized priors' densities learn with a larger step: on a short CPU budget the
     # hyper-latents' rate otherwise stays high for thousands of steps
     is_eb = lambda n: n.startswith(("eb.", "mv_eb."))  # noqa: E731
@@ -402,9 +396,7 @@ def main(argv=None) -> None:
     ev_seqs, ev_intra = seqs[:n_eval], intra[:n_eval]  # a fixed monitoring batch
     rng = np.random.default_rng(args.seed + step)
     log = open(out / "log.jsonl", "a")
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
-    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
+    stop = stop_flag()
 
     def checkpoint():
         save_ckpt(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),
