@@ -116,7 +116,7 @@ class ImageModel(nn.Module):
 
     def lmbda(self, q: torch.Tensor) -> torch.Tensor:
         """Rate-distortion trade-off of continuous quality ``q`` (log-linear interpolation)."""
-        lam = torch.log(torch.tensor(self.cfg.lambdas, dtype=torch.float32))
+        lam = torch.log(torch.tensor(self.cfg.lambdas, dtype=torch.float32, device=q.device))
         q = torch.clamp(q, 0, self.cfg.n_quality - 1)
         lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
         t = q - lo
@@ -138,7 +138,7 @@ class ImageModel(nn.Module):
 
     def analysis(self, x: torch.Tensor, q: float) -> torch.Tensor:
         """The scaled latent (encoder only, float)."""
-        return self.g_a(x) / self._scaler(self.q_enc, torch.tensor([float(q)]))
+        return self.g_a(x) / self._scaler(self.q_enc, torch.tensor([float(q)], device=x.device))
 
     # ---- coding --------------------------------------------------------------------------
     def build_tables(self):
@@ -176,7 +176,8 @@ class ImageModel(nn.Module):
         return {"y_hat": y_hat, "y_rec": y_rec, "symbols": slot.symbols}
 
     def synthesis(self, y_rec: torch.Tensor, q: float) -> torch.Tensor:
-        return self.g_s(y_rec.float() * self._scaler(self.q_dec, torch.tensor([float(q)])))
+        qt = torch.tensor([float(q)], device=y_rec.device)
+        return self.g_s(y_rec.float() * self._scaler(self.q_dec, qt))
 
     def _det_dtype(self) -> torch.dtype:
         return self.h_s[0].weight.dtype

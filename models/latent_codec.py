@@ -34,7 +34,8 @@ __all__ = ["MultiRefLatentCodec", "TrainSlot", "EncodeSlot", "DecodeSlot", "chec
 
 def checkerboard(h: int, w: int, anchor: bool, like: torch.Tensor) -> torch.Tensor:
     """1 x 1 x h x w mask: anchors where (row + col) is even."""
-    i = torch.arange(h).view(-1, 1) + torch.arange(w).view(1, -1)
+    dev = like.device
+    i = torch.arange(h, device=dev).view(-1, 1) + torch.arange(w, device=dev).view(1, -1)
     m = (i % 2 == 0) if anchor else (i % 2 == 1)
     return m.to(like.dtype).view(1, 1, h, w)
 

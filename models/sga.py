@@ -48,7 +48,7 @@ def sga_refine(model, x: torch.Tensor, y: torch.Tensor, q: float, iters: int = 1
     m = copy.deepcopy(model).float().eval()
     for p in m.parameters():
         p.requires_grad_(False)
-    qt = torch.tensor([float(q)])
+    qt = torch.tensor([float(q)], device=y.device)
     lam = m.lmbda(qt).item()
     dec_scale = m._scaler(m.q_dec, qt)
     y = y.detach().float().clone().requires_grad_(True)

@@ -126,8 +126,8 @@ def warp(feat: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     encoder and decoder agree bit for bit (``F.grid_sample`` normalizes coordinates to
     [-1, 1] and back, which rounds). Gradients flow to ``feat`` and to ``flow``."""
     b, c, h, w = feat.shape
-    gx = torch.arange(w, dtype=flow.dtype).view(1, 1, w) + flow[:, 0]
-    gy = torch.arange(h, dtype=flow.dtype).view(1, h, 1) + flow[:, 1]
+    gx = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w) + flow[:, 0]
+    gy = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1) + flow[:, 1]
     x0, y0 = torch.floor(gx).detach(), torch.floor(gy).detach()
     wx, wy = (gx - x0).unsqueeze(1), (gy - y0).unsqueeze(1)
     x0, y0 = x0.long(), y0.long()
@@ -163,7 +163,7 @@ def block_match(cur: torch.Tensor, ref: torch.Tensor, levels: int = 3, block: in
 
     def search(c, r, cands):  # all candidates of a level in one batched warp
         b, _, h, w = c.shape
-        flows = torch.stack([base + torch.tensor([dx, dy], dtype=c.dtype).view(1, 2, 1, 1)
+        flows = torch.stack([base + torch.tensor([dx, dy], dtype=c.dtype, device=c.device).view(1, 2, 1, 1)
                              for base, deltas in cands for dy, dx in deltas])  # K B 2 h/bk w/bk
         k = flows.shape[0]
         full = flows.repeat_interleave(block, 3).repeat_interleave(block, 4).reshape(k * b, 2, h, w)
@@ -433,7 +433,7 @@ class VideoModel(nn.Module):
             mv_z = None
         mv_zhat = coder.hyper("mv", self.mv_eb, mv_z, (b, self.cfg.mv_z, h16 // 2, w16 // 2))
         if prev_mv is None:
-            prev_mv = torch.zeros(b, self.cfg.mv_m, h16, w16, dtype=dt)
+            prev_mv = torch.zeros(b, self.cfg.mv_m, h16, w16, dtype=dt, device=ref_frame.device)
         mv_ctx = torch.cat([to_grid(self.mv_hs(mv_zhat.to(dt))), to_grid(self.mv_tp(prev_mv.to(dt)))], 1)
         mv_hat, _ = self.mv_latent.run(mv_ctx, coder.slot("mv"), None if mv_y is None else mv_y.to(dt))
         flow_hat = self.mv_dec(mv_hat * self._q(self.q_mv_dec, q)) * FLOW_GAIN

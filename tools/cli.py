@@ -495,9 +495,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_info)
 
+    t = sub.add_parser("train", help="train the image or video model",
+                       description="Run python -m tools.train_image / tools.train_video with the "
+                                   "remaining options (see ncodec train image --help); under "
+                                   "torchrun: torchrun --nproc_per_node N --no-python ncodec "
+                                   "train image ...")
+    t.add_argument("model", choices=("image", "video"))
+    t.add_argument("options", nargs=argparse.REMAINDER, help="the trainer's options")
+    t.set_defaults(func=cmd_train)
+
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
     return p
+
+
+def cmd_train(args) -> int:
+    """``ncodec train image|video ...``: the trainer's ``main`` with the remaining options."""
+    importlib.import_module(f"tools.train_{args.model}").main(args.options)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,15 +8,18 @@ rate-distortion trade-off ``lambda(q)``; loss ``lambda * 255^2 * MSE + bpp``. Ch
 (model, optimizers, step, wall time) every ``--ckpt-every`` seconds; an existing checkpoint in
 ``--out`` is resumed. Log lines (JSON) go to ``<out>/log.jsonl``; Kodak crops are evaluated
 every ``--eval-every`` steps. ``--export`` writes the weights file the codec ships.
+
+Runs on the CPU, on a GPU (``--device``) or data-parallel under ``torchrun`` (``--batch`` per
+process), optionally with ``--bf16`` autocast; ``--config`` also takes a JSON file (see
+:mod:`tools.train_common`).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from models.image import CONFIGS, ImageModel, ImageModelConfig
+from tools.train_common import TrainRun, add_run_args, parse_with_config, split_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
@@ -36,7 +40,11 @@ def build_cache(src: Path, max_side: int = 768) -> Path:
     from PIL import Image
 
     files = sorted(p for p in src.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    out = CACHE / f"train_images_{len(files)}_{max_side}.npz"
+    if not files:
+        raise SystemExit(f"no training photos in {src}")
+    tag = "" if src.resolve() == (DATA / "train").resolve() else \
+        "_" + hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:8]
+    out = CACHE / f"train_images_{len(files)}_{max_side}{tag}.npz"
     if out.exists():
         return out
     arrays, shapes = [], []
@@ -112,18 +120,12 @@ def evaluate(model: ImageModel, x: torch.Tensor, qs=(0.0, 3.5, 7.0)) -> dict:
     model.eval()
     res = {}
     for q in qs:
-        qq = torch.full((x.shape[0],), min(q, model.cfg.n_quality - 1))
+        qq = torch.full((x.shape[0],), min(q, model.cfg.n_quality - 1), device=x.device)
         _, bpp, mse, _ = rd_loss(model, x, qq, noise=False)
         psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean().item()
         res[f"q{q:g}"] = {"bpp": round(bpp.mean().item(), 4), "psnr": round(psnr, 3)}
     model.train()
     return res
-
-
-def save_ckpt(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def export(ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
@@ -138,7 +140,7 @@ def export(ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
     return export_weights(model, dest, info)
 
 
-def bench(args) -> None:
+def bench(args, cfg: ImageModelConfig) -> None:
     """CPU seconds (process time, robust to other load) and wall seconds per training step at
     the late crop/batch, contiguous vs channels-last, ``args.threads`` threads."""
     torch.set_num_threads(args.threads)
@@ -146,7 +148,7 @@ def bench(args) -> None:
     for cl in (False, True):
         torch.manual_seed(args.seed)
         fmt = torch.channels_last if cl else torch.contiguous_format
-        model = ImageModel(CONFIGS[args.config]).to(memory_format=fmt)
+        model = ImageModel(cfg).to(memory_format=fmt)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         x = torch.rand(args.batch_late, 3, args.crop_late, args.crop_late).contiguous(
             memory_format=fmt)
@@ -169,37 +171,25 @@ def bench(args) -> None:
     print(json.dumps(res, indent=1))
 
 
-def start_run(args) -> None:
-    """The process settings of a training run: pid file, torch threads (denormals flushed),
-    seed."""
-    if args.pid_file:
-        Path(args.pid_file).write_text(str(os.getpid()))
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(args.seed)
+class _Loss(torch.nn.Module):
+    """The training loss as a module's forward (what DDP wraps): ``(loss, bpp, mse)``."""
 
+    def __init__(self, model: ImageModel):
+        super().__init__()
+        self.model = model
 
-def split_params(model: torch.nn.Module) -> tuple[list, list]:
-    """(main parameters, auxiliary parameters: the entropy bottlenecks' quantiles)."""
-    main, aux = [], []
-    for n, p in model.named_parameters():
-        (aux if n.endswith("quantiles") else main).append(p)
-    return main, aux
-
-
-def stop_flag() -> dict:
-    """``{"now": False}``, set to True by SIGTERM/SIGINT so the loop ends with a checkpoint."""
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
-    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
-    return stop
+    def forward(self, x: torch.Tensor, q: torch.Tensor):
+        return rd_loss(self.model, x, q)[:3]
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    ap.add_argument("--config", default="small",
+                    help=f"a preset ({', '.join(sorted(CONFIGS))}) or a JSON file "
+                         '{"model": {...}, "train": {...}}')
     ap.add_argument("--out", default="out/train_image/small")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--data", default=str(DATA / "train"), help="folder of training photos")
+    ap.add_argument("--batch", type=int, default=8, help="per process")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--crop-late", type=int, default=192, help="crop size after --late-step")
     ap.add_argument("--late-step", type=int, default=6000)
@@ -209,73 +199,65 @@ def main(argv=None) -> None:
                     help="from this step on, the learning rate is --lr times --decay")
     ap.add_argument("--decay", type=float, default=0.1)
     ap.add_argument("--steps", type=int, default=10 ** 9)
-    ap.add_argument("--ckpt-every", type=float, default=240.0, help="seconds")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--log-every", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
-    ap.add_argument("--seed", type=int, default=0)
+    add_run_args(ap, ckpt_every=240.0)
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="NHWC memory layout (about 20 %% less CPU time per step here)")
-    ap.add_argument("--pid-file", default="")
     ap.add_argument("--bench", type=int, default=0,
                     help="time this many training steps in each memory layout (fresh model, "
                          "no checkpoint), write results/bench/train_image_speed.json and exit")
     ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
-    args = ap.parse_args(argv)
+    args, cfg = parse_with_config(ap, argv, CONFIGS, ImageModelConfig)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "last.pt"
     if args.export:
-        print(json.dumps(export(ckpt, Path(args.export)), indent=1))
+        print(json.dumps(export(out / "last.pt", Path(args.export)), indent=1))
         return
     if args.bench:
-        bench(args)
+        bench(args, cfg)
         return
-    start_run(args)
-    cfg = CONFIGS[args.config]
+    with TrainRun(args, out) as run:
+        train(args, cfg, run)
+
+
+def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
+    dev = run.device
     model = ImageModel(cfg)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(dev, memory_format=fmt)
     main_params, aux_params = split_params(model)
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    model.to(memory_format=fmt)
-    step, elapsed = 0, 0.0
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        aux_opt.load_state_dict(st["aux_opt"])
-        step, elapsed = st["step"], st["elapsed"]
-        for g in opt.param_groups:
-            g["lr"] = args.lr
-        print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
-    cache = build_cache(DATA / "train")
-    sampler = CropSampler(cache, args.seed + step)
-    kodak = kodak_crops()
-    log = open(out / "log.jsonl", "a")
-    stop = stop_flag()
+    step = run.resume(model, opt, aux_opt)
+    cache = run.main_first(lambda: build_cache(Path(args.data)))
+    sampler = CropSampler(cache, run.data_seed(args.seed + step))
+    kodak = kodak_crops() if run.is_main else None
+    loss_fn = run.wrap(_Loss(model))
 
     def checkpoint():
-        save_ckpt(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),
-                         "aux_opt": aux_opt.state_dict(), "step": step, "elapsed": elapsed,
-                         "config": cfg.to_dict(), "data": f"{len(sampler.shapes)} photos from "
-                         "shared/datasets/train (CBSD432, CSun_Hays80, wikipedia_photos)"})
+        run.save(lambda: {
+            "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+            "step": step, "elapsed": run.elapsed, "config": cfg.to_dict(),
+            "data": f"{len(sampler.shapes)} photos from " + (
+                "shared/datasets/train (CBSD432, CSun_Hays80, wikipedia_photos)"
+                if Path(args.data) == DATA / "train" else args.data)})
 
     model.train()
-    t_last = time.time()
-    t_ckpt = time.time()
+    run.start_loop(step, args.steps)
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
     nq = cfg.n_quality
-    while step < args.steps and not stop["now"]:
+    while step < args.steps:
         size = args.crop if step < args.late_step else args.crop_late
         batch = args.batch if step < args.late_step else args.batch_late
-        x = sampler.batch(batch, size).contiguous(memory_format=fmt)
-        q = torch.rand(batch) * (nq - 1)
+        x = sampler.batch(batch, size).to(dev).contiguous(memory_format=fmt)
+        q = (torch.rand(batch) * (nq - 1)).to(dev)
         warm = min(1.0, (step + 1) / 300) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
-        loss, bpp, mse, _ = rd_loss(model, x, q)
+        with run.autocast():
+            loss, bpp, mse = loss_fn(x, q)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
@@ -285,29 +267,23 @@ def main(argv=None) -> None:
         aux.backward()
         aux_opt.step()
         step += 1
-        now = time.time()
-        elapsed += min(now - t_last, 60.0)  # a paused process does not count
-        t_last = now
         if math.isfinite(loss.item()):
             acc["loss"] += loss.item()
-            acc["bpp"] += bpp.mean().item()
-            acc["psnr"] += (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean().item()
+            acc["bpp"] += bpp.float().mean().item()
+            acc["psnr"] += (10 * torch.log10(1 / mse.float().clamp_min(1e-10))).mean().item()
             acc["n"] += 1
         if step % args.log_every == 0 and acc["n"]:
             n = acc.pop("n")
-            rec = {"step": step, "time": round(elapsed, 1), "crop": size, "batch": batch,
-                   **{k: round(v / n, 4) for k, v in acc.items()}, "aux": round(aux.item(), 2)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            run.log({"step": step, "time": round(run.elapsed, 1), "crop": size, "batch": batch,
+                     **{k: round(v / n, 4) for k, v in acc.items()}, "aux": round(aux.item(), 2)})
             acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
         if kodak is not None and step % args.eval_every == 0:
-            log.write(json.dumps({"step": step, "time": round(elapsed, 1),
-                                  "kodak_crops": evaluate(model, kodak)}) + "\n")
-            log.flush()
-        if now - t_ckpt > args.ckpt_every:
-            checkpoint()
-            t_ckpt = time.time()
+            run.log({"step": step, "time": round(run.elapsed, 1),
+                     "kodak_crops": evaluate(model, kodak.to(dev))})
+        if not run.step_done(checkpoint, loss=f"{loss.item():.3f}"):
+            break
     checkpoint()
+    run.dump_params(model)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ feature refresh at random P frames (both reference paths are trained). Per sampl
 is uniform in ``[0, n_quality - 1]`` with loss ``lambda(q) * 255^2 * MSE + bpp``; RGB is
 trained on a share of the batches (the clips converted to RGB). Checkpoints (model,
 optimizers, step, wall time) every ``--ckpt-every`` seconds and on SIGTERM; an existing
-``<out>/last.pt`` is resumed; JSON log lines in ``<out>/log.jsonl``.
+``<out>/last.pt`` is resumed; JSON log lines in ``<out>/log.jsonl``. Devices, ``torchrun``,
+``--bf16`` and JSON ``--config`` files as in :mod:`tools.train_image`.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from models.video import (CONFIGS, TrainCoder, VideoModel, VideoModelConfig, pac
                           round_frame)
 
 from tools.eval_media import datasets_root
-from tools.train_image import save_ckpt, split_params, start_run, stop_flag
+from tools.train_common import TrainRun, add_run_args, parse_with_config, split_params
 
 VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
 HELD_OUT = ("carphone_pristine", "asl_book")
@@ -303,16 +304,29 @@ def code_anchor(path: Path, frames: int, name: str) -> list[dict]:
     return out
 
 
+class _Loss(torch.nn.Module):
+    """The training loss (:func:`cascade`) as a module's forward, what DDP wraps."""
+
+    def __init__(self, model: VideoModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kw):
+        return cascade(self.model, *args, **kw)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    ap.add_argument("--config", default="small",
+                    help=f"a preset ({', '.join(sorted(CONFIGS))}) or a JSON file "
+                         '{"model": {...}, "train": {...}}')
     ap.add_argument("--out", default="out/train_video/small")
     ap.add_argument("--crops", type=int, default=1100, help="cached crop sequences")
     ap.add_argument("--frames", type=int, default=5, help="frames per cached sequence")
     ap.add_argument("--size", type=int, default=192, help="cached crop size")
     ap.add_argument("--crop-single", type=int, default=128,
                     help="random sub-crop size in the single-P-frame stage (faster steps)")
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=4, help="per process")
     ap.add_argument("--single-steps", type=int, default=400, help="steps of single P frames")
     ap.add_argument("--max-p", type=int, default=3, help="longest cascade (P frames)")
     ap.add_argument("--refresh-p", type=float, default=0.25)
@@ -329,12 +343,9 @@ def main(argv=None) -> None:
     ap.add_argument("--decay-step", type=int, default=10 ** 9)
     ap.add_argument("--decay", type=float, default=0.3)
     ap.add_argument("--steps", type=int, default=10 ** 9)
-    ap.add_argument("--ckpt-every", type=float, default=120.0, help="seconds")
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--pid-file", default="")
+    add_run_args(ap, ckpt_every=120.0)
     ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
     ap.add_argument("--measure", nargs="*", metavar="CLIP",
                     help="code these clips (default: the held-out carphone and asl_book) with "
@@ -345,7 +356,7 @@ def main(argv=None) -> None:
     ap.add_argument("--refresh", type=int, default=32, help="refresh period when measuring")
     ap.add_argument("--no-check", action="store_true", help="measure without decoding")
     ap.add_argument("--anchors", default="", help="also measure these classic codecs (x264,x265)")
-    args = ap.parse_args(argv)
+    args, cfg = parse_with_config(ap, argv, CONFIGS, VideoModelConfig)
     if args.measure is not None:
         clips = [Path(c) for c in args.measure] or [VIDEO / "compressed" / f"{c}{e}" for c, e in
                                                     (("carphone_pristine", ".mp4"), ("asl_book", ".mkv"))]
@@ -361,13 +372,16 @@ def main(argv=None) -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "last.pt"
     if args.export:
-        print(json.dumps(export(ckpt, Path(args.export)), indent=1))
+        print(json.dumps(export(out / "last.pt", Path(args.export)), indent=1))
         return
-    start_run(args)
-    cfg = CONFIGS[args.config]
-    model = VideoModel(cfg)
+    with TrainRun(args, out) as run:
+        train(args, cfg, run)
+
+
+def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
+    dev = run.device
+    model = VideoModel(cfg).to(dev)
     main_params, aux_params = split_params(model)
     # the factorized priors' densities learn with a larger step: on a short CPU budget the
     # hyper-latents' rate otherwise stays high for thousands of steps
@@ -378,31 +392,22 @@ def main(argv=None) -> None:
         {"params": [p for n, p in model.named_parameters() if not n.endswith("quantiles") and is_eb(n)],
          "gain": args.eb_lr_gain}], lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=3e-3)
-    step, elapsed = 0, 0.0
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        missing, unexpected = model.load_state_dict(st["model"], strict=False)
-        if missing or unexpected:
-            print(f"new parameters {missing}, dropped {unexpected}", file=sys.stderr)
-        if [len(g["params"]) for g in st["opt"]["param_groups"]] == [len(g["params"]) for g in opt.param_groups]:
-            opt.load_state_dict(st["opt"])
-        else:
-            print("optimizer layout changed: fresh optimizer state", file=sys.stderr)
-        step, elapsed = st["step"], st["elapsed"]
-        print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
-    cache = np.load(build_cache(out, args.crops, args.frames, args.size, cfg.n_quality, args.seed))
+    step = run.resume(model, opt, strict=False)
+    cache = np.load(run.main_first(lambda: build_cache(run.out, args.crops, args.frames, args.size,
+                                                       cfg.n_quality, args.seed)))
     seqs, intra = cache["seqs"], cache["intra"]
     n_eval = min(8, len(seqs) // 10)
     ev_seqs, ev_intra = seqs[:n_eval], intra[:n_eval]  # a fixed monitoring batch
-    rng = np.random.default_rng(args.seed + step)
-    log = open(out / "log.jsonl", "a")
-    stop = stop_flag()
+    rng = np.random.default_rng(run.data_seed(args.seed + step))
+    # per rank, the format (RGB / YUV heads), the cascade length and the refresh path vary:
+    # parameters unused in a step are expected
+    loss_fn = run.wrap(_Loss(model), find_unused=True)
 
     def checkpoint():
-        save_ckpt(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),
-                         "aux_opt": aux_opt.state_dict(), "step": step, "elapsed": elapsed,
-                         "config": cfg.to_dict(), "data": f"{len(seqs)} crops of {args.frames} "
-                         f"frames ({args.size}x{args.size}) from {DATA_NOTE}"})
+        run.save(lambda: {
+            "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+            "step": step, "elapsed": run.elapsed, "config": cfg.to_dict(),
+            "data": f"{len(seqs)} crops of {args.frames} frames ({args.size}x{args.size}) from {DATA_NOTE}"})
 
     def batch(idx, qs, fmt, crop):
         sq = torch.stack([to_packed(seqs[idx, t], args.size, fmt) for t in range(args.frames)], 1)
@@ -411,26 +416,28 @@ def main(argv=None) -> None:
         if crop < args.size:  # a random sub-crop, in the packed (H/2) domain
             c, oy, ox = crop // 2, *rng.integers(0, (args.size - crop) // 2 + 1, 2)
             sq, ir = sq[..., oy:oy + c, ox:ox + c], ir[..., oy:oy + c, ox:ox + c]
-        return sq, ir
+        return sq.to(dev), ir.to(dev)
 
     nq = cfg.n_quality
-    t_last = t_ckpt = time.time()
     acc, n_acc = np.zeros(4), 0
     model.train()
-    while step < args.steps and not stop["now"]:
+    run.start_loop(step, args.steps)
+    while step < args.steps:
         single = step < args.single_steps
         n_p = 1 if single else int(rng.integers(2, args.max_p + 1))
         fmt = "rgb" if rng.random() < args.rgb_p else "yuv420"
         idx = rng.integers(0, len(seqs), args.batch)
         q = torch.rand(args.batch) * (nq - 1)
         sq, ir = batch(idx, q, fmt, args.crop_single if single else args.size)
+        q = q.to(dev)
         warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * g.get("gain", 1.0)
         ramp = min(1.0, max(0.0, (step - args.y_ramp_start - args.y_hold) / args.y_ramp_steps))
         y_w = 1.0 if step < args.y_ramp_start else args.y_w0 + (1.0 - args.y_w0) * ramp
-        loss, stats = cascade(model, sq, ir, q, fmt, n_p, args.refresh_p,
-                              1.0 if single else 0.1, rng, y_rate_w=y_w)
+        with run.autocast():
+            loss, stats = loss_fn(sq, ir, q, fmt, n_p, args.refresh_p, 1.0 if single else 0.1, rng,
+                                  y_rate_w=y_w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
@@ -440,44 +447,39 @@ def main(argv=None) -> None:
         aux.backward()
         aux_opt.step()
         step += 1
-        now = time.time()
-        elapsed += min(now - t_last, 60.0)
-        t_last = now
         if math.isfinite(loss.item()):
-            bpp = torch.stack([s[0] for s in stats]).mean().item()
-            psnr = torch.stack([10 * torch.log10(1 / s[1].clamp_min(1e-10)) for s in stats]).mean().item()
-            mvb = torch.stack([s[2] for s in stats]).mean().item()
+            bpp = torch.stack([s[0] for s in stats]).float().mean().item()
+            psnr = torch.stack([10 * torch.log10(1 / s[1].float().clamp_min(1e-10))
+                                for s in stats]).mean().item()
+            mvb = torch.stack([s[2] for s in stats]).float().mean().item()
             acc += [loss.item(), bpp, psnr, mvb]
             n_acc += 1
         if step % args.log_every == 0 and n_acc:
             a = acc / n_acc
-            log.write(json.dumps({"step": step, "time": round(elapsed, 1), "n_p": n_p,
-                                  "loss": round(a[0], 4), "bpp": round(a[1], 4),
-                                  "psnr": round(a[2], 3), "mv_bpp": round(a[3], 4),
-                                  "aux": round(aux.item(), 2)}) + "\n")
-            log.flush()
+            run.log({"step": step, "time": round(run.elapsed, 1), "n_p": n_p,
+                     "loss": round(a[0], 4), "bpp": round(a[1], 4), "psnr": round(a[2], 3),
+                     "mv_bpp": round(a[3], 4), "aux": round(aux.item(), 2)})
             acc, n_acc = np.zeros(4), 0
-        if step % args.eval_every == 0:
+        if step % args.eval_every == 0 and run.is_main:
             model.eval()
             res = {}
             with torch.no_grad():
                 for qv in (0.0, float(nq - 1)):
-                    qq = torch.full((n_eval,), qv)
+                    qq = torch.full((n_eval,), qv, device=dev)
                     sq_e = torch.stack([to_packed(ev_seqs[:, t], args.size, "yuv420")
-                                        for t in range(args.frames)], 1)
-                    ir_e = to_packed(ev_intra[:, int(qv)], args.size, "yuv420")
+                                        for t in range(args.frames)], 1).to(dev)
+                    ir_e = to_packed(ev_intra[:, int(qv)], args.size, "yuv420").to(dev)
                     _, st = cascade(model, sq_e, ir_e, qq, "yuv420", args.frames - 1, 0.0, 0.0,
                                     rng, noise=False)
                     res[f"q{qv:g}"] = [{"bpp": round(s[0].mean().item(), 4),
                                         "psnr": round((10 * torch.log10(1 / s[1])).mean().item(), 2)}
                                        for s in st]
-            log.write(json.dumps({"step": step, "time": round(elapsed, 1), "eval_p_frames": res}) + "\n")
-            log.flush()
+            run.log({"step": step, "time": round(run.elapsed, 1), "eval_p_frames": res})
             model.train()
-        if now - t_ckpt > args.ckpt_every:
-            checkpoint()
-            t_ckpt = time.time()
+        if not run.step_done(checkpoint, loss=f"{loss.item():.3f}"):
+            break
     checkpoint()
+    run.dump_params(model)
 
 
 if __name__ == "__main__":

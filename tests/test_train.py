@@ -1,0 +1,189 @@
+"""The trainers (tools/train_image.py, tools/train_video.py) on tiny models and synthetic data:
+steps, checkpoints, resume, bf16, JSON config files, two-process DDP (gloo) and the
+``ncodec train`` subcommand. Everything is written under pytest's tmp folders."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Four synthetic training photos (smooth colours plus noise)."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:112]
+    for i in range(4):
+        base = np.stack([np.sin(xx / (7 + i) + c) * np.cos(yy / (9 + c)) for c in range(3)], -1)
+        a = np.clip(127 + 90 * base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(a).save(d / f"p{i}.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("xdg_cache")
+
+
+@pytest.fixture
+def image_main(monkeypatch, cache_home):
+    import tools.train_image as ti
+
+    monkeypatch.setattr(ti, "CACHE", cache_home / "ncodec")
+    return ti.main
+
+
+def _image_args(photos: Path, out: Path, *extra: str) -> list[str]:
+    return ["--config", "tiny", "--out", str(out), "--data", str(photos), "--batch", "2",
+            "--crop", "64", "--log-every", "1", "--eval-every", "1000000", "--device", "cpu",
+            *extra]
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
+
+
+def _ckpt(out: Path) -> dict:
+    return torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+
+
+def test_image_steps_checkpoint_resume(photos, image_main, tmp_path):
+    out = tmp_path / "run"
+    image_main(_image_args(photos, out, "--steps", "3"))
+    st = _ckpt(out)
+    assert st["step"] == 3 and set(st) == {"model", "opt", "aux_opt", "step", "elapsed", "config", "data"}
+    assert not any(k.startswith("module.") for k in st["model"])
+    assert [r["step"] for r in _log(out)] == [1, 2, 3]
+    image_main(_image_args(photos, out, "--steps", "5"))
+    assert _ckpt(out)["step"] == 5
+    assert _ckpt(out)["elapsed"] >= st["elapsed"]
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(r["loss"]) for r in _log(out))
+
+
+def test_image_bf16(photos, image_main, tmp_path):
+    image_main(_image_args(photos, tmp_path, "--steps", "2", "--bf16"))
+    assert [r["step"] for r in _log(tmp_path)] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in _log(tmp_path))
+
+
+def test_config_file(photos, image_main, tmp_path):
+    from models.image import CONFIGS
+
+    cfg = CONFIGS["tiny"].to_dict() | {"n_quality": 2, "lambdas": [0.01, 0.05]}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"model": cfg, "train": {"batch": 1, "steps": 1, "lr": 1e-4}}))
+    out = tmp_path / "run"
+    args = _image_args(photos, out, "--config", str(path))
+    args.remove("--batch"), args.remove("2")  # the file's batch
+    image_main(args + ["--steps", "2"])  # the flag wins over the file
+    st = _ckpt(out)
+    assert st["step"] == 2 and st["config"] == cfg
+    assert {r["batch"] for r in _log(out)} == {1}
+    path.write_text(json.dumps({"train": {"no_such_option": 1}}))
+    with pytest.raises(SystemExit):
+        image_main(args)
+
+
+# ---- video -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory) -> Path:
+    """A datasets root with one synthetic 128x128 clip (moving pattern) as the training video
+    (the trainer takes raw clips named *320x192*.y4m)."""
+    root = tmp_path_factory.mktemp("datasets")
+    raw = root / "video" / "raw"
+    raw.mkdir(parents=True)
+    yy, xx = np.mgrid[0:128, 0:128]
+    with open(raw / "synthetic_320x192.y4m", "wb") as f:
+        f.write(b"YUV4MPEG2 W128 H128 F10:1 Ip A1:1 C420jpeg\n")
+        for t in range(6):
+            y = (128 + 80 * np.sin((xx + 2 * t) / 6.0) * np.cos((yy + t) / 9.0)).astype(np.uint8)
+            u = np.full((64, 64), 120, np.uint8) + (xx[::2, ::2] // 16).astype(np.uint8)
+            v = np.full((64, 64), 130, np.uint8)
+            f.write(b"FRAME\n" + y.tobytes() + u.tobytes() + v.tobytes())
+    return root
+
+
+#: tiny: 3-frame crops of 64 px, one single-P-frame step, then cascades of 2 P frames
+VIDEO_ARGS = ["--config", "tiny", "--crops", "100", "--frames", "3", "--size", "64",
+              "--crop-single", "64", "--batch", "2", "--single-steps", "1", "--max-p", "2",
+              "--rgb-p", "0.5", "--log-every", "1", "--eval-every", "1000000", "--device", "cpu"]
+
+
+def test_video_steps(video_root, monkeypatch):
+    import tools.train_video as tv
+
+    monkeypatch.setattr(tv, "VIDEO", video_root / "video")
+    out = video_root / "run"  # the crop cache goes beside it, into the tmp datasets root
+    tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "2"])
+    assert _ckpt(out)["step"] == 2
+    assert [r["step"] for r in _log(out)] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in _log(out))
+
+
+# one torchrun for both trainers (the start of three interpreters costs more than the runs),
+# in one process group (a second one in the same processes is not reliable with gloo)
+DDP_DRIVER = """
+import json, os, sys
+import torch.distributed as dist
+from tools import train_image, train_video
+runs = json.loads(sys.argv[1])
+dist.init_process_group("gloo")
+for name, main in (("image", train_image.main), ("video", train_video.main)):
+    os.environ["NCODEC_TRAIN_DUMP"] = runs[name]["dump"]
+    main(runs[name]["args"])
+dist.destroy_process_group()
+"""
+
+
+def _same_on_ranks(dump: Path, out: Path) -> None:
+    r0, r1 = (torch.load(dump / f"rank{r}.pt") for r in (0, 1))
+    assert r0.keys() == r1.keys()
+    assert all(torch.equal(r0[k], r1[k]) for k in r0), "the ranks' parameters differ"
+    st = _ckpt(out)
+    assert all(torch.equal(st["model"][k], r0[k]) for k in r0)
+
+
+def test_ddp_two_processes(photos, cache_home, video_root, tmp_path):
+    """torchrun, 2 processes, gloo: image (3 steps) then video (2 steps): rank 0 alone logs
+    and checkpoints, and the ranks end with identical parameters."""
+    img, vid = tmp_path / "image", video_root / "ddp"  # the video crop cache goes beside it
+    runs = {"image": {"args": _image_args(photos, img, "--steps", "3"), "dump": str(tmp_path / "d_img")},
+            "video": {"args": VIDEO_ARGS + ["--out", str(vid), "--steps", "2"],
+                      "dump": str(tmp_path / "d_vid")}}
+    for r in runs.values():
+        Path(r["dump"]).mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(cache_home),
+           "NCODEC_DATASETS": str(video_root)}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", "--no-python", sys.executable, "-c", DDP_DRIVER,
+                        json.dumps(runs)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [r["step"] for r in _log(img)] == [1, 2, 3]
+    assert sorted(p.name for p in img.iterdir()) == ["last.pt", "log.jsonl"]
+    assert _ckpt(img)["step"] == 3
+    _same_on_ranks(tmp_path / "d_img", img)
+    assert [r["step"] for r in _log(vid)] == [1, 2]
+    _same_on_ranks(tmp_path / "d_vid", vid)
+
+
+def test_cli_train_forwards(monkeypatch):
+    import tools.cli
+    import tools.train_video
+
+    seen = []
+    monkeypatch.setattr(tools.train_video, "main", seen.append)
+    assert tools.cli.main(["train", "video", "--steps", "1", "--config", "tiny"]) == 0
+    assert seen == [["--steps", "1", "--config", "tiny"]]
