@@ -91,6 +91,10 @@ def test_config_file(photos, image_main, tmp_path):
     st = _ckpt(out)
     assert st["step"] == 2 and st["config"] == cfg
     assert {r["batch"] for r in _log(out)} == {1}
+    # resuming that run under the tiny preset keeps the checkpoint's architecture
+    image_main(_image_args(photos, out, "--steps", "3"))
+    st = _ckpt(out)
+    assert st["step"] == 3 and st["config"] == cfg
     path.write_text(json.dumps({"train": {"no_such_option": 1}}))
     with pytest.raises(SystemExit):
         image_main(args)

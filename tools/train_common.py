@@ -182,6 +182,17 @@ class TrainRun:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def model_config(self, cfg, cfg_cls):
+        """The model configuration of this run: that of the checkpoint when one is resumed
+        (its weights fit no other architecture; a differing ``--config`` is reported), else
+        ``cfg``."""
+        if not self.ckpt.exists():
+            return cfg
+        saved = cfg_cls.from_dict(torch.load(self.ckpt, map_location="cpu", weights_only=False)["config"])
+        if saved != cfg:
+            self.say(f"resuming {self.ckpt}: its model configuration replaces --config")
+        return saved
+
     def resume(self, model: torch.nn.Module, opt, aux_opt=None, strict: bool = True) -> int:
         """Load ``ckpt`` when it exists (every rank reads it): model (``strict=False``: report
         new and dropped parameters), optimizer (fresh when its groups changed), auxiliary

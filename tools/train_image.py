@@ -224,6 +224,7 @@ def main(argv=None) -> None:
 
 def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     dev = run.device
+    cfg = run.model_config(cfg, ImageModelConfig)
     model = ImageModel(cfg)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)

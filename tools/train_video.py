@@ -381,6 +381,7 @@ def main(argv=None) -> None:
 
 def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
     dev = run.device
+    cfg = run.model_config(cfg, VideoModelConfig)
     model = VideoModel(cfg).to(dev)
     main_params, aux_params = split_params(model)
     # the factorized priors' densities learn with a larger step: on a short CPU budget the
