@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-__all__ = ["add_run_args", "parse_with_config", "split_params", "save_ckpt", "TrainRun"]
+__all__ = ["add_run_args", "parse_with_config", "split_params", "save_ckpt", "TrainRun",
+           "export_or_train"]
 
 
 def add_run_args(ap: argparse.ArgumentParser, ckpt_every: float) -> None:
@@ -272,3 +273,16 @@ class TrainRun:
         if d := os.environ.get("NCODEC_TRAIN_DUMP"):
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                        Path(d) / f"rank{self.rank}.pt")
+
+
+def export_or_train(args, cfg, cfg_cls, export: Callable, train: Callable) -> None:
+    """The trainers' entry: with ``--export PATH`` write the weights of ``<out>/last.pt`` there
+    (``export(ckpt, path)``, its registry entry printed); else ``train(args, cfg, run)`` in a
+    :class:`TrainRun`, with the checkpoint's model configuration when one is resumed."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.export:
+        print(json.dumps(export(out / "last.pt", Path(args.export)), indent=1))
+        return
+    with TrainRun(args, out) as run:
+        train(args, run.model_config(cfg, cfg_cls), run)

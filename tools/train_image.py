@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from models.image import CONFIGS, ImageModel, ImageModelConfig
-from tools.train_common import TrainRun, add_run_args, parse_with_config, split_params
+from tools.train_common import (TrainRun, add_run_args, export_or_train, parse_with_config,
+                                 split_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
@@ -210,21 +211,14 @@ def main(argv=None) -> None:
     ap.add_argument("--export", default="", help="export <out>/last.pt to this weights path and exit")
     args, cfg = parse_with_config(ap, argv, CONFIGS, ImageModelConfig)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.export:
-        print(json.dumps(export(out / "last.pt", Path(args.export)), indent=1))
-        return
     if args.bench:
         bench(args, cfg)
         return
-    with TrainRun(args, out) as run:
-        train(args, cfg, run)
+    export_or_train(args, cfg, ImageModelConfig, export, train)
 
 
 def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     dev = run.device
-    cfg = run.model_config(cfg, ImageModelConfig)
     model = ImageModel(cfg)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)

@@ -37,7 +37,8 @@ from models.video import (CONFIGS, TrainCoder, VideoModel, VideoModelConfig, pac
                           round_frame)
 
 from tools.eval_media import datasets_root
-from tools.train_common import TrainRun, add_run_args, parse_with_config, split_params
+from tools.train_common import (TrainRun, add_run_args, export_or_train, parse_with_config,
+                                 split_params)
 
 VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
 HELD_OUT = ("carphone_pristine", "asl_book")
@@ -370,18 +371,11 @@ def main(argv=None) -> None:
                     print(json.dumps(r), flush=True)
         return
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.export:
-        print(json.dumps(export(out / "last.pt", Path(args.export)), indent=1))
-        return
-    with TrainRun(args, out) as run:
-        train(args, cfg, run)
+    export_or_train(args, cfg, VideoModelConfig, export, train)
 
 
 def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
     dev = run.device
-    cfg = run.model_config(cfg, VideoModelConfig)
     model = VideoModel(cfg).to(dev)
     main_params, aux_params = split_params(model)
     # the factorized priors' densities learn with a larger step: on a short CPU budget the
