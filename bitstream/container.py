@@ -144,6 +144,8 @@ def _encode_header(h: Header) -> bytes:
     params = json.dumps(h.params, sort_keys=True, separators=(",", ":")).encode() if h.params else b""
     if len(mid) > LIMITS["max_model_id"] or len(params) > LIMITS["max_params_bytes"]:
         raise ValueError("model id or params too long")
+    if not all(isinstance(v, (int, float, str, bool)) for v in h.params.values()):
+        raise ValueError("header params must be scalars (int, float, str, bool)")
     fixed = _HEAD_FIXED.pack(h.kind, h.color_format, h.bit_depth, 0, h.coder_version, h.width,
                              h.height, h.quality, h.fps_num, h.fps_den, h.frame_count)
     return (fixed + bytes([len(mid)]) + mid + h.weights_digest

@@ -157,6 +157,9 @@ def test_bad_params_and_flags():
     end = len(p)
     with pytest.raises(FormatError, match="HEAD"):
         unpack(_file(_chunk(b"HEAD", bytes(p[:end - 3]))))
+    # the writer refuses what the reader would refuse
+    with pytest.raises(ValueError, match="scalars"):
+        pack(dataclasses.replace(H, params={"x": [1, 2.5]}), [(UnitType.KEY, 0, b"")])
 
 
 def test_fuzz_small_run():
