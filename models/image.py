@@ -33,7 +33,7 @@ class ImageModelConfig:
     slices: int = 4
     ctx_ch: int = 48
     attn_dim: int = 16
-    blocks: tuple = (0, 1, 1, 1)  #: MetaFormer blocks after each of the 4 down-samplings
+    blocks: tuple = (1, 2, 2, 2)  #: MetaFormer blocks after each of the 4 down-samplings
     n_quality: int = 8
     lambdas: tuple = field(default_factory=lambda: tuple(LAMBDAS))
 
