@@ -106,6 +106,36 @@ class ImageModel(nn.Module):
         self.q_enc = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
         self.q_dec = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
 
+    def deepened(self, blocks) -> tuple["ImageModel", dict[str, str]]:
+        """A copy with more MetaFormer blocks per stage (``blocks``, none fewer than now). Each
+        added block follows its stage's existing ones with zero layer scales, i.e. starts as
+        the identity, so the copy computes the same function and training goes on from where it
+        is (function-preserving growth, as in Net2Net, Chen et al., ICLR 2016). Returns the copy
+        and ``{copy's parameter name: this model's name}`` for every inherited parameter."""
+        new = ImageModel(ImageModelConfig.from_dict({**self.cfg.to_dict(), "blocks": list(blocks)}))
+        names = {n: n for n, _ in new.named_parameters() if not n.startswith(("g_a.", "g_s."))}
+        for seq in ("g_a", "g_s"):
+            old = list(getattr(self, seq))
+            i = 0
+            for j, mod in enumerate(getattr(new, seq)):
+                if isinstance(mod, MetaFormerBlock) and not (
+                        i < len(old) and isinstance(old[i], MetaFormerBlock)):
+                    with torch.no_grad():  # an added block
+                        mod.g1.zero_()
+                        mod.g2.zero_()
+                    continue
+                names.update({f"{seq}.{j}.{n}": f"{seq}.{i}.{n}" for n, _ in mod.named_parameters()})
+                i += 1
+            if i != len(old):
+                raise ValueError(f"blocks {tuple(blocks)} remove blocks of {self.cfg.blocks}")
+        mine, state = self.state_dict(), new.state_dict()
+        for k in state:  # inherited parameters, and every buffer outside the transforms
+            src = names.get(k, None if k.startswith(("g_a.", "g_s.")) else k)
+            if src is not None:
+                state[k] = mine[src]
+        new.load_state_dict(state)
+        return new, names
+
     # ---- quality -------------------------------------------------------------------------
     def _scaler(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """exp of the log-domain interpolation of ``table`` rows at continuous ``q`` (B,)."""

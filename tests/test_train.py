@@ -72,6 +72,25 @@ def test_image_steps_checkpoint_resume(photos, image_main, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in _log(out))
 
 
+def test_image_grow_blocks(photos, image_main, tmp_path):
+    """--grow-blocks deepens a resumed run without changing what the model computes."""
+    from models.image import ImageModel, ImageModelConfig
+
+    image_main(_image_args(photos, tmp_path, "--steps", "2"))
+    st = _ckpt(tmp_path)
+    small = ImageModel(ImageModelConfig.from_dict(st["config"]))
+    small.load_state_dict(st["model"])
+    deep, names = small.deepened((1, 1, 1, 1))
+    x, q = torch.rand(1, 3, 64, 64), torch.tensor([1.3])
+    with torch.no_grad():
+        assert torch.equal(small.eval()(x, q, noise=False)["x_hat"], deep.eval()(x, q, noise=False)["x_hat"])
+    assert len(names) == len(list(small.parameters()))
+    image_main(_image_args(photos, tmp_path, "--steps", "4", "--grow-blocks", "1,1,1,1"))
+    st = _ckpt(tmp_path)
+    assert st["step"] == 4 and st["config"]["blocks"] == [1, 1, 1, 1]
+    assert [r["step"] for r in _log(tmp_path)] == [1, 2, 3, 4]
+
+
 def test_image_bf16(photos, image_main, tmp_path):
     image_main(_image_args(photos, tmp_path, "--steps", "2", "--bf16"))
     assert [r["step"] for r in _log(tmp_path)] == [1, 2]

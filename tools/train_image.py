@@ -205,6 +205,10 @@ def main(argv=None) -> None:
     add_run_args(ap, ckpt_every=240.0)
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="NHWC memory layout (about 20 %% less CPU time per step here)")
+    ap.add_argument("--grow-blocks", type=lambda v: tuple(int(b) for b in v.split(",")),
+                    default=None, metavar="B0,B1,B2,B3",
+                    help="on resume, deepen the model to these MetaFormer blocks per stage "
+                         "(added blocks start as identities: the function is unchanged)")
     ap.add_argument("--bench", type=int, default=0,
                     help="time this many training steps in each memory layout (fresh model, "
                          "no checkpoint), write results/bench/train_image_speed.json and exit")
@@ -217,6 +221,26 @@ def main(argv=None) -> None:
     export_or_train(args, cfg, ImageModelConfig, export, train)
 
 
+def grow(model: ImageModel, opt, aux_opt, blocks, lr: float):
+    """:meth:`ImageModel.deepened` with new optimizers over the copy: the Adam state of every
+    inherited parameter is carried over (the added blocks start without state), the auxiliary
+    optimizer's (the bottleneck's quantiles) as it is."""
+    new, names = model.deepened(blocks)
+    new.to(next(model.parameters()).device)  # before the optimizers take its parameters
+    main_names = lambda m: [n for n, _ in m.named_parameters() if not n.endswith("quantiles")]  # noqa: E731
+    old_index = {n: i for i, n in enumerate(main_names(model))}
+    main, aux = split_params(new)
+    new_opt = torch.optim.Adam(main, lr=lr)
+    new_aux = torch.optim.Adam(aux, lr=1e-3)
+    new_aux.load_state_dict(aux_opt.state_dict())
+    old_state = opt.state_dict()["state"]
+    sd = new_opt.state_dict()
+    sd["state"] = {i: old_state[old_index[names[n]]] for i, n in enumerate(main_names(new))
+                   if n in names and old_index.get(names[n]) in old_state}
+    new_opt.load_state_dict(sd)
+    return new, new_opt, new_aux
+
+
 def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     dev = run.device
     model = ImageModel(cfg)
@@ -226,6 +250,11 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = run.resume(model, opt, aux_opt)
+    if args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks:
+        model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.lr)
+        model.to(memory_format=fmt)
+        cfg, main_params = model.cfg, split_params(model)[0]
+        run.say(f"grown to blocks {cfg.blocks} at step {step}")
     cache = run.main_first(lambda: build_cache(Path(args.data)))
     sampler = CropSampler(cache, run.data_seed(args.seed + step))
     kodak = kodak_crops() if run.is_main else None
