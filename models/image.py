@@ -112,6 +112,8 @@ class ImageModel(nn.Module):
         the identity, so the copy computes the same function and training goes on from where it
         is (function-preserving growth, as in Net2Net, Chen et al., ICLR 2016). Returns the copy
         and ``{copy's parameter name: this model's name}`` for every inherited parameter."""
+        if len(blocks) != len(self.cfg.blocks) or min(blocks) < 0:
+            raise ValueError(f"blocks {tuple(blocks)}: need {len(self.cfg.blocks)} counts >= 0")
         new = ImageModel(ImageModelConfig.from_dict({**self.cfg.to_dict(), "blocks": list(blocks)}))
         names = {n: n for n, _ in new.named_parameters() if not n.startswith(("g_a.", "g_s."))}
         for seq in ("g_a", "g_s"):

@@ -89,6 +89,10 @@ def test_image_grow_blocks(photos, image_main, tmp_path):
     st = _ckpt(tmp_path)
     assert st["step"] == 4 and st["config"]["blocks"] == [1, 1, 1, 1]
     assert [r["step"] for r in _log(tmp_path)] == [1, 2, 3, 4]
+    for bad in ("0,1,1,1", "1,1,1"):  # fewer blocks, wrong number of stages: a clear refusal
+        with pytest.raises(SystemExit, match="grow-blocks"):
+            image_main(_image_args(photos, tmp_path, "--steps", "5", "--grow-blocks", bad))
+    assert _ckpt(tmp_path)["step"] == 4
 
 
 def test_image_bf16(photos, image_main, tmp_path):

@@ -251,7 +251,10 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = run.resume(model, opt, aux_opt)
     if args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks:
-        model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.lr)
+        try:
+            model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.lr)
+        except ValueError as e:
+            raise SystemExit(f"--grow-blocks: {e}") from None
         model.to(memory_format=fmt)
         cfg, main_params = model.cfg, split_params(model)[0]
         run.say(f"grown to blocks {cfg.blocks} at step {step}")
