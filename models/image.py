@@ -34,18 +34,21 @@ class ImageModelConfig:
     ctx_ch: int = 48
     attn_dim: int = 16
     blocks: tuple = (1, 2, 2, 2)  #: MetaFormer blocks after each of the 4 down-samplings
+    widths: tuple = ()  #: transform widths at 1/2, 1/4, 1/8 (empty: n // 2, n, n)
     n_quality: int = 8
     lambdas: tuple = field(default_factory=lambda: tuple(LAMBDAS))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["blocks"], d["lambdas"] = list(self.blocks), list(self.lambdas)
+        d["widths"] = list(self.widths)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ImageModelConfig":
         d = dict(d)
         d["blocks"], d["lambdas"] = tuple(d["blocks"]), tuple(d["lambdas"])
+        d["widths"] = tuple(d.get("widths", ()))
         return cls(**d)
 
 
@@ -63,6 +66,16 @@ CONFIGS = {
 }
 
 
+def _graft(new: nn.Module, old: nn.Module) -> None:
+    """Copy ``old``'s own parameters into the leading slices of ``new``'s (same module kind,
+    ``new`` possibly wider); a dense convolution's weights from added inputs are zeroed."""
+    for name, p in new.named_parameters(recurse=False):
+        o = getattr(old, name)
+        p[tuple(slice(0, d) for d in o.shape)] = o
+        if isinstance(new, nn.Conv2d) and name == "weight" and new.groups == 1:
+            p[:o.shape[0], o.shape[1]:] = 0
+
+
 class _Act(nn.Module):
     def forward(self, x):
         return qrelu(x)
@@ -74,7 +87,8 @@ class ImageModel(nn.Module):
         cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
         self.cfg = cfg
         n, m = cfg.n, cfg.m
-        chans = [n // 2, n, n, m]  # a narrow first stage: the full-resolution end is the cost
+        self.widths = tuple(cfg.widths or (n // 2, n, n))
+        chans = [*self.widths, m]
         ga, cin = [], 3
         for i, (c, k) in enumerate(zip(chans, cfg.blocks)):
             ga.append(nn.Conv2d(cin, c, 5 if i == 0 else 3, stride=2, padding=2 if i == 0 else 1))
@@ -106,16 +120,26 @@ class ImageModel(nn.Module):
         self.q_enc = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
         self.q_dec = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
 
-    def deepened(self, blocks) -> tuple["ImageModel", dict[str, str]]:
-        """A copy with more MetaFormer blocks per stage (``blocks``, none fewer than now). Each
-        added block follows its stage's existing ones with zero layer scales, i.e. starts as
-        the identity, so the copy computes the same function and training goes on from where it
-        is (function-preserving growth, as in Net2Net, Chen et al., ICLR 2016). Returns the copy
-        and ``{copy's parameter name: this model's name}`` for every inherited parameter."""
+    def grown(self, blocks=None, widths=None) -> tuple["ImageModel", dict[str, str]]:
+        """A copy with more MetaFormer blocks per stage (``blocks``) and/or wider transform
+        stages (``widths`` at 1/2, 1/4, 1/8), none fewer or narrower than now, that computes
+        the same function (function-preserving growth, Net2Net, Chen et al., ICLR 2016): an
+        added block starts with zero layer scales, i.e. as the identity; an added channel gets
+        fresh incoming weights and zero outgoing ones, so the old channels see nothing of it
+        until training moves those. Returns the copy and ``{copy's parameter name: this
+        model's name}`` for every inherited parameter (possibly grown in shape)."""
+        cfg = self.cfg.to_dict()
+        blocks = tuple(cfg["blocks"] if blocks is None else blocks)
+        old_w = self.widths
+        widths = tuple(old_w if widths is None else widths)
         if len(blocks) != len(self.cfg.blocks) or min(blocks) < 0:
-            raise ValueError(f"blocks {tuple(blocks)}: need {len(self.cfg.blocks)} counts >= 0")
-        new = ImageModel(ImageModelConfig.from_dict({**self.cfg.to_dict(), "blocks": list(blocks)}))
+            raise ValueError(f"blocks {blocks}: need {len(self.cfg.blocks)} counts >= 0")
+        if len(widths) != 3 or any(w < o for w, o in zip(widths, old_w)):
+            raise ValueError(f"widths {widths}: need 3 widths, none below {old_w}")
+        new = ImageModel(ImageModelConfig.from_dict({**cfg, "blocks": list(blocks),
+                                                     "widths": list(widths)}))
         names = {n: n for n, _ in new.named_parameters() if not n.startswith(("g_a.", "g_s."))}
+        pairs = []  # (new module, old module) of the transforms
         for seq in ("g_a", "g_s"):
             old = list(getattr(self, seq))
             i = 0
@@ -127,14 +151,18 @@ class ImageModel(nn.Module):
                         mod.g2.zero_()
                     continue
                 names.update({f"{seq}.{j}.{n}": f"{seq}.{i}.{n}" for n, _ in mod.named_parameters()})
+                pairs.append((mod, old[i]))
                 i += 1
             if i != len(old):
-                raise ValueError(f"blocks {tuple(blocks)} remove blocks of {self.cfg.blocks}")
-        mine, state = self.state_dict(), new.state_dict()
-        for k in state:  # inherited parameters, and every buffer outside the transforms
-            src = names.get(k, None if k.startswith(("g_a.", "g_s.")) else k)
-            if src is not None:
-                state[k] = mine[src]
+                raise ValueError(f"blocks {blocks} remove blocks of {self.cfg.blocks}")
+        with torch.no_grad():
+            for mod, old_mod in pairs:
+                for sub, old_sub in zip(mod.modules(), old_mod.modules()):
+                    _graft(sub, old_sub)
+        state, mine = new.state_dict(), self.state_dict()
+        for k in state:  # every buffer and parameter outside the transforms
+            if not k.startswith(("g_a.", "g_s.")):
+                state[k] = mine[k]
         new.load_state_dict(state)
         return new, names
 

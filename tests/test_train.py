@@ -72,26 +72,37 @@ def test_image_steps_checkpoint_resume(photos, image_main, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in _log(out))
 
 
-def test_image_grow_blocks(photos, image_main, tmp_path):
-    """--grow-blocks deepens a resumed run without changing what the model computes."""
+def test_image_grow(photos, image_main, tmp_path):
+    """--grow-blocks / --grow-widths deepen and widen a resumed run without changing what the
+    model computes; Adam state follows the grown parameters."""
     from models.image import ImageModel, ImageModelConfig
 
     image_main(_image_args(photos, tmp_path, "--steps", "2"))
     st = _ckpt(tmp_path)
     small = ImageModel(ImageModelConfig.from_dict(st["config"]))
     small.load_state_dict(st["model"])
-    deep, names = small.deepened((1, 1, 1, 1))
+    w = tuple(c + 4 for c in small.widths)
+    big, names = small.grown((1, 1, 1, 1), w)
     x, q = torch.rand(1, 3, 64, 64), torch.tensor([1.3])
     with torch.no_grad():
-        assert torch.equal(small.eval()(x, q, noise=False)["x_hat"], deep.eval()(x, q, noise=False)["x_hat"])
+        ref = small.eval()(x, q, noise=False)["x_hat"]
+        torch.testing.assert_close(big.eval()(x, q, noise=False)["x_hat"], ref, rtol=0, atol=1e-6)
     assert len(names) == len(list(small.parameters()))
-    image_main(_image_args(photos, tmp_path, "--steps", "4", "--grow-blocks", "1,1,1,1"))
+    assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in small.parameters())
+    image_main(_image_args(photos, tmp_path, "--steps", "4", "--grow-blocks", "1,1,1,1",
+                           "--grow-widths", ",".join(map(str, w))))
     st = _ckpt(tmp_path)
     assert st["step"] == 4 and st["config"]["blocks"] == [1, 1, 1, 1]
+    assert st["config"]["widths"] == list(w)
+    model = dict(ImageModel(ImageModelConfig.from_dict(st["config"])).named_parameters())
+    main = [n for n in model if not n.endswith("quantiles")]
+    for i, s in st["opt"]["state"].items():
+        assert s["exp_avg"].shape == model[main[i]].shape
     assert [r["step"] for r in _log(tmp_path)] == [1, 2, 3, 4]
-    for bad in ("0,1,1,1", "1,1,1"):  # fewer blocks, wrong number of stages: a clear refusal
-        with pytest.raises(SystemExit, match="grow-blocks"):
-            image_main(_image_args(photos, tmp_path, "--steps", "5", "--grow-blocks", bad))
+    for flag, bad in (("--grow-blocks", "0,1,1,1"), ("--grow-blocks", "1,1,1"),
+                      ("--grow-widths", "4,4,4")):  # shrinking, wrong count: a clear refusal
+        with pytest.raises(SystemExit, match="grow-"):
+            image_main(_image_args(photos, tmp_path, "--steps", "5", flag, bad))
     assert _ckpt(tmp_path)["step"] == 4
 
 

@@ -209,6 +209,10 @@ def main(argv=None) -> None:
                     default=None, metavar="B0,B1,B2,B3",
                     help="on resume, deepen the model to these MetaFormer blocks per stage "
                          "(added blocks start as identities: the function is unchanged)")
+    ap.add_argument("--grow-widths", type=lambda v: tuple(int(b) for b in v.split(",")),
+                    default=None, metavar="W1,W2,W3",
+                    help="on resume, widen the transform stages at 1/2, 1/4, 1/8 to these "
+                         "channel counts (added channels start unseen: the function is unchanged)")
     ap.add_argument("--bench", type=int, default=0,
                     help="time this many training steps in each memory layout (fresh model, "
                          "no checkpoint), write results/bench/train_image_speed.json and exit")
@@ -221,11 +225,12 @@ def main(argv=None) -> None:
     export_or_train(args, cfg, ImageModelConfig, export, train)
 
 
-def grow(model: ImageModel, opt, aux_opt, blocks, lr: float):
-    """:meth:`ImageModel.deepened` with new optimizers over the copy: the Adam state of every
-    inherited parameter is carried over (the added blocks start without state), the auxiliary
-    optimizer's (the bottleneck's quantiles) as it is."""
-    new, names = model.deepened(blocks)
+def grow(model: ImageModel, opt, aux_opt, blocks, widths, lr: float):
+    """:meth:`ImageModel.grown` with new optimizers over the copy: the Adam state of every
+    inherited parameter is carried over (a widened one's added entries start with a zero
+    first moment and the mean second moment of the old entries; added blocks start without
+    state), the auxiliary optimizer's (the bottleneck's quantiles) as it is."""
+    new, names = model.grown(blocks, widths)
     new.to(next(model.parameters()).device)  # before the optimizers take its parameters
     main_names = lambda m: [n for n, _ in m.named_parameters() if not n.endswith("quantiles")]  # noqa: E731
     old_index = {n: i for i, n in enumerate(main_names(model))}
@@ -235,8 +240,18 @@ def grow(model: ImageModel, opt, aux_opt, blocks, lr: float):
     new_aux.load_state_dict(aux_opt.state_dict())
     old_state = opt.state_dict()["state"]
     sd = new_opt.state_dict()
-    sd["state"] = {i: old_state[old_index[names[n]]] for i, n in enumerate(main_names(new))
-                   if n in names and old_index.get(names[n]) in old_state}
+    sd["state"] = {}
+    for i, p in enumerate(main):
+        st = old_state.get(old_index.get(names.get(main_names(new)[i], ""), -1))
+        if st is None:
+            continue
+        st = dict(st)
+        if st["exp_avg"].shape != p.shape:
+            lead = tuple(slice(0, d) for d in st["exp_avg"].shape)
+            m1, m2 = torch.zeros_like(p), torch.full_like(p, st["exp_avg_sq"].mean().item())
+            m1[lead], m2[lead] = st["exp_avg"], st["exp_avg_sq"]
+            st["exp_avg"], st["exp_avg_sq"] = m1, m2
+        sd["state"][i] = st
     new_opt.load_state_dict(sd)
     return new, new_opt, new_aux
 
@@ -250,14 +265,16 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = run.resume(model, opt, aux_opt)
-    if args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks:
+    if (args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks) or (
+            args.grow_widths and tuple(args.grow_widths) != model.widths):
         try:
-            model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.lr)
+            model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.grow_widths,
+                                       args.lr)
         except ValueError as e:
-            raise SystemExit(f"--grow-blocks: {e}") from None
+            raise SystemExit(f"--grow-blocks/--grow-widths: {e}") from None
         model.to(memory_format=fmt)
         cfg, main_params = model.cfg, split_params(model)[0]
-        run.say(f"grown to blocks {cfg.blocks} at step {step}")
+        run.say(f"grown to blocks {cfg.blocks}, widths {model.widths} at step {step}")
     cache = run.main_first(lambda: build_cache(Path(args.data)))
     sampler = CropSampler(cache, run.data_seed(args.seed + step))
     kodak = kodak_crops() if run.is_main else None
