@@ -80,7 +80,27 @@ class MetaFormerBlock(nn.Module):
         self.g1 = nn.Parameter(torch.full((1, ch, 1, 1), 0.5))
         self.g2 = nn.Parameter(torch.full((1, ch, 1, 1), 0.5))
 
+    #: inference works on row bands of about this many hidden activations (bounded memory)
+    BAND_ELEMS = 1 << 22
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self._run(x)
+        # inference: row bands with a halo of kernel // 2 rows (the mixer's only spatial
+        # reach), so a 4K image needs no full-size hidden tensors; the same function
+        h, w = x.shape[-2:]
+        rows = max(8, self.BAND_ELEMS // max(1, w * self.mlp[0].out_channels))
+        if rows >= h:
+            return self._run(x)
+        halo = self.mixer[1].padding[0]
+        out = torch.empty_like(x)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            s0, s1 = max(0, r0 - halo), min(h, r1 + halo)
+            out[..., r0:r1, :] = self._run(x[..., s0:s1, :])[..., r0 - s0:r1 - s0, :]
+        return out
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.g1 * self.mixer(x)
         return x + self.g2 * self.mlp(x)
 
