@@ -6,7 +6,8 @@ parallel, :class:`torch.nn.parallel.DistributedDataParallel`; NCCL on CUDA, gloo
 CPU). Every rank builds the same model from the same seed and samples its own data (its
 own seed); rank 0 alone logs, shows progress and writes checkpoints, and decisions that
 depend on the clock or on a signal (checkpoint now, stop now) are taken once and shared, so
-that the ranks stay in lock-step.
+that the ranks stay in lock-step. ``--minutes`` is such a decision: a wall-clock budget after
+which the run stops exactly as on SIGTERM (final checkpoint, clean exit).
 """
 from __future__ import annotations
 
@@ -24,17 +25,25 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+#: when the training code was loaded: the start of the process, give or take the import of
+#: torch (the clock of ``--minutes``)
+PROCESS_START = time.time()
+
 __all__ = ["add_run_args", "parse_with_config", "split_params", "save_ckpt", "TrainRun",
            "export_or_train"]
 
 
 def add_run_args(ap: argparse.ArgumentParser, ckpt_every: float) -> None:
-    """The options every trainer has: device, bf16, checkpoint period, threads, seed, pid
-    file."""
+    """The options every trainer has: device, bf16, checkpoint period, wall-clock budget,
+    threads, seed, pid file."""
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto: CUDA when available")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass")
     ap.add_argument("--ckpt-every", type=float, default=ckpt_every, help="seconds")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="wall-clock budget of this process: after that many minutes (counted "
+                         "from its start) training stops as on SIGTERM, with its final "
+                         "checkpoint (default: no limit)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pid-file", default="")
@@ -249,14 +258,20 @@ class TrainRun:
     def step_done(self, checkpoint: Callable[[], None], **info) -> bool:
         """End of a training step: advance the clock and the progress bar (``info`` goes to
         its postfix); call ``checkpoint`` when ``--ckpt-every`` seconds have passed on rank 0.
-        Returns False once SIGTERM / SIGINT reached any rank: the loop should end (and write
-        its final checkpoint). Both decisions are shared by all ranks."""
+        Returns False once SIGTERM / SIGINT reached any rank or rank 0's process has run for
+        ``--minutes``: the loop should end (and write its final checkpoint). Both decisions are
+        shared by all ranks."""
         now = time.time()
         self.elapsed += min(now - self._t_last, 60.0)  # a paused process does not count
         self._t_last = now
         if self._bar is not None:
             self._bar.set_postfix(info, refresh=False)
             self._bar.update()
+        budget = getattr(self.args, "minutes", None)
+        if budget is not None and self.is_main and not self._stop \
+                and now - PROCESS_START >= 60.0 * budget:
+            self.say(f"--minutes {budget:g}: the wall-clock budget is spent, stopping")
+            self._stop = True
         flags = [float(self._stop), float(self.is_main and now - self._t_ckpt > self.args.ckpt_every)]
         if self.distributed:
             t = torch.tensor(flags, device=self.device)
