@@ -120,25 +120,37 @@ class ImageModel(nn.Module):
         self.q_enc = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
         self.q_dec = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
 
-    def grown(self, blocks=None, widths=None) -> tuple["ImageModel", dict[str, str]]:
-        """A copy with more MetaFormer blocks per stage (``blocks``) and/or wider transform
-        stages (``widths`` at 1/2, 1/4, 1/8), none fewer or narrower than now, that computes
-        the same function (function-preserving growth, Net2Net, Chen et al., ICLR 2016): an
-        added block starts with zero layer scales, i.e. as the identity; an added channel gets
-        fresh incoming weights and zero outgoing ones, so the old channels see nothing of it
-        until training moves those. Returns the copy and ``{copy's parameter name: this
-        model's name}`` for every inherited parameter (possibly grown in shape)."""
+    def grown(self, blocks=None, widths=None, m=None) -> tuple["ImageModel", dict[str, str]]:
+        """A copy with more MetaFormer blocks per stage (``blocks``), wider transform stages
+        (``widths`` at 1/2, 1/4, 1/8) and/or more latent channels (``m``, in added slices of
+        the same size), none fewer or narrower than now, that reconstructs the same image
+        (function-preserving growth, Net2Net, Chen et al., ICLR 2016): an added block starts
+        with zero layer scales, i.e. as the identity; an added channel gets fresh incoming
+        weights and zero outgoing ones, so the old channels see nothing of it until training
+        moves those. Added latent channels are coded last, in added slices with fresh context
+        networks (the old slices' probabilities are unchanged; the added ones cost rate until
+        trained); their quantization scalers start at each quality's mean. Returns the copy and
+        ``{copy's parameter name: this model's name}`` for every inherited parameter (possibly
+        grown in shape)."""
         cfg = self.cfg.to_dict()
         blocks = tuple(cfg["blocks"] if blocks is None else blocks)
         old_w = self.widths
         widths = tuple(old_w if widths is None else widths)
+        m = self.cfg.m if m is None else int(m)
+        cs = self.cfg.m // self.cfg.slices
         if len(blocks) != len(self.cfg.blocks) or min(blocks) < 0:
             raise ValueError(f"blocks {blocks}: need {len(self.cfg.blocks)} counts >= 0")
         if len(widths) != 3 or any(w < o for w, o in zip(widths, old_w)):
             raise ValueError(f"widths {widths}: need 3 widths, none below {old_w}")
+        if m < self.cfg.m or m % cs:
+            raise ValueError(f"latent channels {m}: need a multiple of the slice size {cs}, "
+                             f"at least {self.cfg.m}")
         new = ImageModel(ImageModelConfig.from_dict({**cfg, "blocks": list(blocks),
-                                                     "widths": list(widths)}))
-        names = {n: n for n, _ in new.named_parameters() if not n.startswith(("g_a.", "g_s."))}
+                                                     "widths": list(widths), "m": m,
+                                                     "slices": m // cs}))
+        mine = self.state_dict()
+        names = {n: n for n, _ in new.named_parameters()
+                 if n in mine and not n.startswith(("g_a.", "g_s."))}
         pairs = []  # (new module, old module) of the transforms
         for seq in ("g_a", "g_s"):
             old = list(getattr(self, seq))
@@ -156,12 +168,15 @@ class ImageModel(nn.Module):
             if i != len(old):
                 raise ValueError(f"blocks {blocks} remove blocks of {self.cfg.blocks}")
         with torch.no_grad():
-            for mod, old_mod in pairs:
+            for mod, old_mod in pairs + [(new.h_a[0], self.h_a[0])]:
                 for sub, old_sub in zip(mod.modules(), old_mod.modules()):
                     _graft(sub, old_sub)
-        state, mine = new.state_dict(), self.state_dict()
-        for k in state:  # every buffer and parameter outside the transforms
-            if not k.startswith(("g_a.", "g_s.")):
+            for table, old in ((new.q_enc, self.q_enc), (new.q_dec, self.q_dec)):
+                table[:] = old.mean(1, keepdim=True)
+                table[:, :old.shape[1]] = old
+        state = new.state_dict()
+        for k in state:  # the rest: the hyper networks, the old slices' networks, buffers
+            if k in mine and not k.startswith(("g_a.", "g_s.", "h_a.0.", "q_enc", "q_dec")):
                 state[k] = mine[k]
         new.load_state_dict(state)
         return new, names

@@ -73,8 +73,8 @@ def test_image_steps_checkpoint_resume(photos, image_main, tmp_path):
 
 
 def test_image_grow(photos, image_main, tmp_path):
-    """--grow-blocks / --grow-widths deepen and widen a resumed run without changing what the
-    model computes; Adam state follows the grown parameters."""
+    """--grow-blocks / --grow-widths / --grow-latent deepen and widen a resumed run without
+    changing its reconstruction; Adam state follows the grown parameters."""
     from models.image import ImageModel, ImageModelConfig
 
     image_main(_image_args(photos, tmp_path, "--steps", "2"))
@@ -82,25 +82,31 @@ def test_image_grow(photos, image_main, tmp_path):
     small = ImageModel(ImageModelConfig.from_dict(st["config"]))
     small.load_state_dict(st["model"])
     w = tuple(c + 4 for c in small.widths)
-    big, names = small.grown((1, 1, 1, 1), w)
+    m = small.cfg.m + small.cfg.m // small.cfg.slices  # one slice more
+    big, names = small.grown((1, 1, 1, 1), w, m)
     x, q = torch.rand(1, 3, 64, 64), torch.tensor([1.3])
     with torch.no_grad():
-        ref = small.eval()(x, q, noise=False)["x_hat"]
-        torch.testing.assert_close(big.eval()(x, q, noise=False)["x_hat"], ref, rtol=0, atol=1e-6)
+        ref, out = small.eval()(x, q, noise=False), big.eval()(x, q, noise=False)
+    torch.testing.assert_close(out["x_hat"], ref["x_hat"], rtol=0, atol=1e-6)
+    lik_ref = ref["likelihoods"]["y"]  # the old slices' probabilities are untouched
+    assert len(out["likelihoods"]["y"]) == len(lik_ref) + 2
+    for a, b in zip(out["likelihoods"]["y"], lik_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert len(names) == len(list(small.parameters()))
     assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in small.parameters())
     image_main(_image_args(photos, tmp_path, "--steps", "4", "--grow-blocks", "1,1,1,1",
-                           "--grow-widths", ",".join(map(str, w))))
+                           "--grow-widths", ",".join(map(str, w)), "--grow-latent", str(m)))
     st = _ckpt(tmp_path)
     assert st["step"] == 4 and st["config"]["blocks"] == [1, 1, 1, 1]
-    assert st["config"]["widths"] == list(w)
+    assert st["config"]["widths"] == list(w) and st["config"]["m"] == m
+    assert st["config"]["slices"] == small.cfg.slices + 1
     model = dict(ImageModel(ImageModelConfig.from_dict(st["config"])).named_parameters())
     main = [n for n in model if not n.endswith("quantiles")]
     for i, s in st["opt"]["state"].items():
         assert s["exp_avg"].shape == model[main[i]].shape
     assert [r["step"] for r in _log(tmp_path)] == [1, 2, 3, 4]
     for flag, bad in (("--grow-blocks", "0,1,1,1"), ("--grow-blocks", "1,1,1"),
-                      ("--grow-widths", "4,4,4")):  # shrinking, wrong count: a clear refusal
+                      ("--grow-widths", "4,4,4"), ("--grow-latent", "1")):  # shrinking, wrong count: a clear refusal
         with pytest.raises(SystemExit, match="grow-"):
             image_main(_image_args(photos, tmp_path, "--steps", "5", flag, bad))
     assert _ckpt(tmp_path)["step"] == 4

@@ -213,6 +213,10 @@ def main(argv=None) -> None:
                     default=None, metavar="W1,W2,W3",
                     help="on resume, widen the transform stages at 1/2, 1/4, 1/8 to these "
                          "channel counts (added channels start unseen: the function is unchanged)")
+    ap.add_argument("--grow-latent", type=int, default=None, metavar="M",
+                    help="on resume, grow the latent to M channels in added slices (the "
+                         "reconstruction is unchanged; the added channels cost rate until "
+                         "trained)")
     ap.add_argument("--bench", type=int, default=0,
                     help="time this many training steps in each memory layout (fresh model, "
                          "no checkpoint), write results/bench/train_image_speed.json and exit")
@@ -225,12 +229,12 @@ def main(argv=None) -> None:
     export_or_train(args, cfg, ImageModelConfig, export, train)
 
 
-def grow(model: ImageModel, opt, aux_opt, blocks, widths, lr: float):
+def grow(model: ImageModel, opt, aux_opt, blocks, widths, m, lr: float):
     """:meth:`ImageModel.grown` with new optimizers over the copy: the Adam state of every
     inherited parameter is carried over (a widened one's added entries start with a zero
     first moment and the mean second moment of the old entries; added blocks start without
     state), the auxiliary optimizer's (the bottleneck's quantiles) as it is."""
-    new, names = model.grown(blocks, widths)
+    new, names = model.grown(blocks, widths, m)
     new.to(next(model.parameters()).device)  # before the optimizers take its parameters
     main_names = lambda m: [n for n, _ in m.named_parameters() if not n.endswith("quantiles")]  # noqa: E731
     old_index = {n: i for i, n in enumerate(main_names(model))}
@@ -266,15 +270,17 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = run.resume(model, opt, aux_opt)
     if (args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks) or (
-            args.grow_widths and tuple(args.grow_widths) != model.widths):
+            args.grow_widths and tuple(args.grow_widths) != model.widths) or (
+            args.grow_latent and args.grow_latent != cfg.m):
         try:
             model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.grow_widths,
-                                       args.lr)
+                                       args.grow_latent, args.lr)
         except ValueError as e:
-            raise SystemExit(f"--grow-blocks/--grow-widths: {e}") from None
+            raise SystemExit(f"--grow-blocks/--grow-widths/--grow-latent: {e}") from None
         model.to(memory_format=fmt)
         cfg, main_params = model.cfg, split_params(model)[0]
-        run.say(f"grown to blocks {cfg.blocks}, widths {model.widths} at step {step}")
+        run.say(f"grown to blocks {cfg.blocks}, widths {model.widths}, {cfg.m} latent "
+                f"channels at step {step}")
     cache = run.main_first(lambda: build_cache(Path(args.data)))
     sampler = CropSampler(cache, run.data_seed(args.seed + step))
     kodak = kodak_crops() if run.is_main else None
