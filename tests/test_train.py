@@ -112,6 +112,41 @@ def test_image_grow(photos, image_main, tmp_path):
     assert _ckpt(tmp_path)["step"] == 4
 
 
+def test_init_from_weights(photos, image_main, tmp_path):
+    """--init starts a run from an exported weights file: its configuration, steps, clock and
+    weights (float16 transforms as stored, video grid codes back to their exact values)."""
+    from safetensors.torch import load_file
+
+    import codec.video
+    from models.video import CONFIGS as VIDEO_CONFIGS, VideoModel
+    from tools.train_common import ckpt_from_weights
+
+    image_main(_image_args(photos, tmp_path / "a", "--steps", "2"))
+    weights = tmp_path / "w.safetensors"
+    image_main(_image_args(photos, tmp_path / "a", "--export", str(weights)))
+    out = tmp_path / "b"
+    out.mkdir()
+    ckpt_from_weights(weights, out / "last.pt")
+    st, stored = _ckpt(out), load_file(str(weights))
+    assert st["step"] == 2 and abs(st["elapsed"] - _ckpt(tmp_path / "a")["elapsed"]) <= 0.05
+    assert st["config"] == _ckpt(tmp_path / "a")["config"] and st["opt"] is None
+    assert set(st["model"]) == set(_ckpt(tmp_path / "a")["model"])
+    for k, v in st["model"].items():
+        assert v.dtype == torch.float32 and torch.equal(v, stored[k].float())
+    (out / "last.pt").unlink()
+    image_main(_image_args(photos, out, "--steps", "3", "--init", str(weights)))
+    assert _ckpt(out)["step"] == 3 and [r["step"] for r in _log(out)] == [3]
+
+    video = VideoModel(VIDEO_CONFIGS["tiny"])
+    codec.video.export_weights(video, tmp_path / "v.safetensors", {"steps": 7})
+    ckpt_from_weights(tmp_path / "v.safetensors", tmp_path / "v.pt")
+    st = torch.load(tmp_path / "v.pt", weights_only=False)
+    loaded = codec.video.load_model(tmp_path / "v.safetensors")[0].state_dict()
+    assert st["step"] == 7 and set(st["model"]) == set(loaded)
+    for k, v in st["model"].items():
+        assert torch.equal(v, loaded[k].float()), k
+
+
 def test_image_bf16(photos, image_main, tmp_path):
     image_main(_image_args(photos, tmp_path, "--steps", "2", "--bf16"))
     assert [r["step"] for r in _log(tmp_path)] == [1, 2]

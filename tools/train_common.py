@@ -29,8 +29,8 @@ import torch.distributed as dist
 #: torch (the clock of ``--minutes``)
 PROCESS_START = time.time()
 
-__all__ = ["add_run_args", "parse_with_config", "split_params", "save_ckpt", "TrainRun",
-           "export_or_train"]
+__all__ = ["add_run_args", "parse_with_config", "split_params", "save_ckpt", "ckpt_from_weights",
+           "TrainRun", "export_or_train"]
 
 
 def add_run_args(ap: argparse.ArgumentParser, ckpt_every: float) -> None:
@@ -47,6 +47,10 @@ def add_run_args(ap: argparse.ArgumentParser, ckpt_every: float) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pid-file", default="")
+    ap.add_argument("--init", default="", metavar="WEIGHTS",
+                    help="with no checkpoint in --out yet, start from this exported weights "
+                         "file (a shipped model: its configuration, steps and training time; "
+                         "fresh optimizer moments)")
 
 
 def parse_with_config(ap: argparse.ArgumentParser, argv, presets: dict, cfg_cls):
@@ -87,6 +91,27 @@ def save_ckpt(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def ckpt_from_weights(weights: Path, dest: Path) -> None:
+    """A checkpoint to resume from, made of an exported weights file (``codec.*.export_weights``
+    format: coder tables dropped, int16 grid codes and float16 weights back to float32) and
+    the step count and training time of its registry JSON; no optimizer state."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from models.layers import W_BITS
+
+    with safe_open(str(weights), "pt") as f:
+        cfg = json.loads(f.metadata()["config"])
+    state = {k: (v.float() / (1 << W_BITS) if v.dtype == torch.int16 else v.float())
+             for k, v in load_file(str(weights)).items() if not k.startswith("tables.")}
+    reg = weights.with_suffix(".json")
+    info = json.loads(reg.read_text()) if reg.exists() else {}
+    save_ckpt(dest, {"model": state, "opt": None, "aux_opt": None, "config": cfg,
+                     "step": int(info.get("steps", 0)),
+                     "elapsed": float(info.get("train_seconds", 0.0)),
+                     "data": info.get("data", ""), "init": str(weights)})
 
 
 class TrainRun:
@@ -214,11 +239,13 @@ class TrainRun:
         if missing or unexpected:
             self.say(f"new parameters {missing}, dropped {unexpected}")
         groups = lambda sd: [len(g["params"]) for g in sd["param_groups"]]  # noqa: E731
-        if groups(st["opt"]) == groups(opt.state_dict()):
+        if st["opt"] is None:
+            self.say("no optimizer state saved: fresh optimizer state")
+        elif groups(st["opt"]) == groups(opt.state_dict()):
             opt.load_state_dict(st["opt"])
         else:
             self.say("optimizer layout changed: fresh optimizer state")
-        if aux_opt is not None:
+        if aux_opt is not None and st.get("aux_opt") is not None:
             aux_opt.load_state_dict(st["aux_opt"])
         self.elapsed = st["elapsed"]
         self.say(f"resumed from {self.ckpt} at step {st['step']}")
@@ -300,4 +327,6 @@ def export_or_train(args, cfg, cfg_cls, export: Callable, train: Callable) -> No
         print(json.dumps(export(out / "last.pt", Path(args.export)), indent=1))
         return
     with TrainRun(args, out) as run:
+        if args.init:
+            run.main_first(lambda: run.ckpt.exists() or ckpt_from_weights(Path(args.init), run.ckpt))
         train(args, run.model_config(cfg, cfg_cls), run)
