@@ -179,3 +179,30 @@ def test_anchor_check_reports_deltas(tmp_path):
     assert rows["jpeg420"]["psnr_diff_db"] == pytest.approx(0.01)
     assert rows["jpeg420"]["msssim_diff"] == pytest.approx(0.0)
     assert rows["png"]["bpp_diff_pct"] == pytest.approx(0.0) and rows["png"]["exact"]
+
+
+def test_promote_only_when_better(tmp_path):
+    """image_eval --promote: a candidate replaces the shipped weights only when it beats their
+    PSNR BD-rates against WebP and JPEG XL; the old entry moves into history."""
+    from tools.image_eval import promote
+
+    shipped, cand = tmp_path / "ship" / "m.safetensors", tmp_path / "cand" / "m.safetensors"
+    for p, steps, blob in ((shipped, 10, b"old"), (cand, 20, b"new")):
+        p.parent.mkdir()
+        p.write_bytes(blob)
+        p.with_suffix(".json").write_text(json.dumps({"steps": steps, "history": [{"steps": 5}]}))
+    old = json.loads(shipped.with_suffix(".json").read_text())
+    old["kodak"] = {"bd_rate_psnr_vs": {"webp": 10.0, "jxl": 2.0, "avif": 40.0}}
+    shipped.with_suffix(".json").write_text(json.dumps(old))
+
+    def bd(webp, jxl):
+        return {"webp": {"psnr_pchip": webp}, "jxl": {"psnr_pchip": jxl}}
+
+    assert not promote(cand, shipped, bd(9.0, 2.5))  # better against WebP only
+    assert shipped.read_bytes() == b"old"
+    assert promote(cand, shipped, bd(9.0, 1.0))
+    assert shipped.read_bytes() == b"new"
+    entry = json.loads(shipped.with_suffix(".json").read_text())
+    assert entry["steps"] == 20
+    assert [h["steps"] for h in entry["history"]] == [5, 10]
+    assert entry["history"][-1]["bd_rate_psnr_vs"]["webp"] == 10.0

@@ -104,6 +104,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--registry", action="store_true",
                     help="also record the results in the weights' registry JSON")
+    ap.add_argument("--promote", action="store_true",
+                    help="--weights is a candidate (train_image --export): it replaces the "
+                         "shipped weights of its name, with the old registry entry moved into "
+                         "history, only when its PSNR BD-rates against WebP and JPEG XL both "
+                         "beat the shipped entry's (implies --registry; results go beside the "
+                         "candidate unless it is promoted)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,8 +176,15 @@ def main(argv=None) -> None:
            "bpp": "codec.metrics.bpp of whole .ncz files", "points": points,
            "bpp_range": [min(rates), max(rates)], "psnr_at_bpp": psnr_at(rates, ps),
            "bd_rate_vs_anchors": bd, "timing": timing}
-    out = Path(args.out) if args.out else ROOT / "results" / "image" / f"kodak_{codec.model_id}" \
-        f"{'_effort%d' % args.effort if args.effort else ''}.json"
+    name = f"kodak_{codec.model_id}{'_effort%d' % args.effort if args.effort else ''}.json"
+    out = Path(args.out) if args.out else ROOT / "results" / "image" / name
+    if args.promote:
+        shipped = WEIGHTS_DIR / Path(args.weights).name
+        if not promote(Path(args.weights), shipped, bd):
+            out = Path(args.weights).parent / name
+        else:
+            entry_path, args.registry = shipped.with_suffix(".json"), True
+            entry = json.loads(entry_path.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({"bd_rate_psnr": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
@@ -190,6 +203,30 @@ def main(argv=None) -> None:
         _plot(points, anchors, out.with_suffix(".png"), codec.model_id)
     except Exception as e:  # plotting is a convenience
         print(f"plot skipped: {e}")
+
+
+def promote(candidate: Path, shipped: Path, bd: dict, against=("webp", "jxl")) -> bool:
+    """Copy ``candidate`` (weights and registry JSON) over ``shipped`` when its PSNR BD-rates
+    ``bd`` against every anchor in ``against`` are lower than the shipped registry's; the
+    shipped entry's steps, time and BD-rates go into the new entry's ``history``."""
+    import shutil
+
+    old = json.loads(shipped.with_suffix(".json").read_text()) if shipped.exists() else {}
+    old_bd = old.get("kodak", {}).get("bd_rate_psnr_vs", {})
+    new_bd = {k: round(bd[k]["psnr_pchip"], 2) for k in against}
+    better = all(new_bd[k] < old_bd.get(k, float("inf")) for k in against)
+    print(json.dumps({"candidate": new_bd, "shipped": {k: old_bd.get(k) for k in against},
+                      "promoted": better}))
+    if not better:
+        return False
+    entry = json.loads(candidate.with_suffix(".json").read_text())
+    entry["history"] = old.get("history", []) + [{
+        "steps": old.get("steps"), "train_seconds": old.get("train_seconds"),
+        "sha256": old.get("sha256"), "config": old.get("config"), "training": old.get("training"),
+        "bd_rate_psnr_vs": old_bd, "note": "previous shipped weights"}]
+    shutil.copyfile(candidate, shipped)
+    shipped.with_suffix(".json").write_text(json.dumps(entry, indent=1) + "\n")
+    return True
 
 
 def _plot(points, anchors, path: Path, name: str) -> None:
