@@ -29,6 +29,8 @@ def test_ceiling_tiny(tmp_path):
     assert len(res["image"]["rows"]) == 2 and len(res["video"]["rows"]) == 4
     for r in res["image"]["rows"]:
         assert r["ceiling_psnr"] >= r["unquantized_latent_psnr"] - 1e-3
+    assert len(res["image"]["stage_ceiling_psnr"]) == 3
+    assert all(math.isfinite(v) for v in res["image"]["stage_ceiling_psnr"].values())
     for r in res["video"]["rows"]:
         assert r["ceiling_psnr"] >= r["zero_latent_psnr"] - 1e-3
     assert all(math.isfinite(v) for part in ("image", "video") for r in res[part]["rows"]

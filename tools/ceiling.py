@@ -10,7 +10,8 @@ motion-compensated prediction, the P frame's reconstruction, the output with a z
 latent (the contexts alone) and with the frame latent optimised the same way through the
 fixed contextual decoder. A ceiling barely above the autoencoder
 means the decoder, not the rate or the training of the encoder, limits the quality: more
-bits cannot buy more PSNR. Results in ``results/diagnostics/ceiling.json``.
+bits cannot buy more PSNR. For the image model the same is done with the feature after each
+up-sampling of ``g_s`` (where the synthesis loses the detail). Results in ``results/diagnostics/ceiling.json``.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _optimise(latent: torch.Tensor, decode, target: torch.Tensor, iters: int) ->
         return start, _psnr(decode(latent), target)
 
 
-def image_ceiling(weights: str | None, iters: int, images: int = 4) -> list[dict]:
+def image_ceiling(weights: str | None, iters: int, images: int = 4) -> dict:
     from codec.image import ImageCodec
     from tools.train_image import kodak_crops
 
@@ -62,7 +63,18 @@ def image_ceiling(weights: str | None, iters: int, images: int = 4) -> list[dict
         unquantized, ceiling = _optimise(y, lambda v: model.g_s(v * scale), x, iters)
         rows.append({"quality": q, "autoencoder_psnr": _psnr(ae, x),
                      "unquantized_latent_psnr": unquantized, "ceiling_psnr": ceiling})
-    return rows
+    # where the synthesis loses it: a free feature after each up-sampling (x2) of g_s, started
+    # from the autoencoder's own (top quality) and optimised through the rest of g_s
+    stages, h = {}, y * scale
+    with torch.no_grad():
+        for i, layer in enumerate(model.g_s[:-1]):
+            h = layer(h)
+            if isinstance(layer, torch.nn.Sequential) and isinstance(layer[-1], torch.nn.PixelShuffle):
+                rest = model.g_s[i + 1:]
+                with torch.enable_grad():
+                    stages[f"1/{x.shape[-1] // h.shape[-1]} ({h.shape[1]} ch)"] = \
+                        _optimise(h, rest, x, iters)[1]
+    return {"rows": rows, "stage_ceiling_psnr": stages}
 
 
 def video_ceiling(weights: str | None, iters: int) -> list[dict]:
@@ -118,7 +130,7 @@ def main(argv=None) -> None:
     parts = args.parts.split(",")
     if "image" in parts:
         res["image"] = {"weights": args.image_weights or "shipped",
-                        "rows": image_ceiling(args.image_weights, args.iters)}
+                        **image_ceiling(args.image_weights, args.iters)}
     if "video" in parts:
         res["video"] = {"weights": args.video_weights or "shipped",
                         "rows": video_ceiling(args.video_weights, args.iters)}
