@@ -64,6 +64,29 @@ def test_prepare_slim_checkpoint_and_patches_resume(photos, image_main, tmp_path
     assert all(np.isfinite(r["loss"]) for r in _log(run))
 
 
+def test_prepare_from_shipped_weights(photos, image_main, tmp_path):
+    """A kit made of an exported weights file: its steps, no optimizer state, no --lr in the
+    device command (the run gives its own); the trainer resumes from it."""
+    src = _tiny_image_run(photos, image_main, tmp_path / "src")
+    weights = tmp_path / "w.safetensors"
+    image_main(_image_args(photos, src.parent, "--export", str(weights)))
+    kit = tmp_path / "kit"
+    gpu_kit.main(["prepare", "--image-ckpt", str(weights), "--data", str(photos), "--patch", "64",
+                  "--photos-mib", "0.05", "--no-wheels", "--kit", str(kit), "--whl",
+                  str(tmp_path / "whl")])
+    man = json.loads((kit / "kit.json").read_text())
+    assert man["image"]["step"] == 2 and man["image"]["lr"] is None
+    assert torch.load(kit / "image.pt", weights_only=False)["opt"] is None
+    line = gpu_kit.command(gpu_kit.parser().parse_args(["command", "--kit", str(kit),
+                                                        "--image-args=--lr 1e-4"]))
+    assert line.count("--lr") == 1 and "--lr 1e-4" in line
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(kit / "image.pt", run / "last.pt")
+    image_main(_image_args(kit / "photos", run, "--steps", "3"))
+    assert _ckpt(run)["step"] == 3
+
+
 def test_pack_unpack(photos, image_main, tmp_path):
     src = _tiny_image_run(photos, image_main, tmp_path / "src")
     full = torch.load(src, weights_only=False)

@@ -1,7 +1,9 @@
 """A ready-to-run kit for training on a lent GPU: prepare everything here, spend the device's
 15 minutes in one ``run`` call (the recipe of ../shared/design/GPU.md).
 
-How to use it. Here, with the checkpoints to go on from (a minute of CPU)::
+How to use it. Here, with the checkpoints to go on from (a minute of CPU; a shipped
+``codec/weights/*.safetensors`` file serves as one too, without optimizer state: then give
+the learning rate with ``--image-args="--lr 1e-4"``)::
 
     python -m tools.gpu_kit prepare --image-ckpt out/train_image/wide/last.pt \\
         [--video-ckpt out/train_video/long/last.pt]
@@ -70,8 +72,18 @@ MAX_COMMAND = 2000
 
 # ---- checkpoints ---------------------------------------------------------------------------
 def _load(path: Path) -> dict:
+    """A trainer's checkpoint, or one made of an exported ``.safetensors`` weights file
+    (:func:`tools.train_common.ckpt_from_weights`: no optimizer state)."""
+    import tempfile
+
     import torch
 
+    if path.suffix == ".safetensors":
+        from tools.train_common import ckpt_from_weights
+
+        with tempfile.TemporaryDirectory() as d:
+            ckpt_from_weights(path, Path(d) / "last.pt")
+            return torch.load(Path(d) / "last.pt", map_location="cpu", weights_only=False)
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
@@ -94,17 +106,20 @@ def slim_ckpt(src: Path, dest: Path, moments: bool = False, weights_dtype: str =
             v = w if torch.isfinite(w).all() else v
         model[k] = v
     model._metadata = getattr(st["model"], "_metadata", None)  # type: ignore[attr-defined]
-    opt = st["opt"]
-    state = {i: {k: (t.to(torch.bfloat16) if k.startswith("exp_avg") else t) for k, t in s.items()}
-             for i, s in opt["state"].items()} if moments else {}
+    opt, lr = st["opt"], None
+    if opt is not None:  # None: made of exported weights
+        state = {i: {k: (t.to(torch.bfloat16) if k.startswith("exp_avg") else t)
+                     for k, t in s.items()} for i, s in opt["state"].items()} if moments else {}
+        opt = {"state": state, "param_groups": opt["param_groups"]}
+        g = opt["param_groups"][0]
+        lr = g["lr"] / g.get("gain", 1.0)
     src_step = st["step"]
-    st.update(model=model, opt={"state": state, "param_groups": opt["param_groups"]})
+    st.update(model=model, opt=opt)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_ckpt(dest, st)
-    g = opt["param_groups"][0]
     return {"source": str(src), "step": src_step, "config": st["config"], "bytes": dest.stat().st_size,
-            "weights": weights_dtype, "moments": "bfloat16" if moments else "fresh",
-            "lr": g["lr"] / g.get("gain", 1.0)}
+            "weights": weights_dtype, "moments": "bfloat16" if moments and opt else "fresh",
+            "lr": lr}
 
 
 MARK = "__gpu_kit_tensor__"  #: a tensor's place in the structure that pack() writes
@@ -339,6 +354,12 @@ def prepare(args) -> dict:
 
 
 # ---- the device command ----------------------------------------------------------------------
+def _lr(part: dict) -> str:
+    """``--lr`` at the rate the checkpoint was at; none (the trainer's default, or the one in
+    ``--image-args`` / ``--video-args``) for a checkpoint made of exported weights."""
+    return f"--lr {part['lr']:.3g}" if part.get("lr") is not None else ""
+
+
 def command(args) -> str:
     """The one shell line to run on the device (see the module's docstring)."""
     kit = Path(args.kit)
@@ -364,7 +385,7 @@ def command(args) -> str:
         train = " ".join([f"{kill} {py} -m tools.train_video --out {r}/video/run",
                           f"--crops {v['crops']} --frames {v['frames']} --size {v['size']}",
                           f"--max-p {v['frames'] - 1} --batch {args.video_batch}",
-                          f"--lr {v['lr']:.3g} {common}", args.video_args]).rstrip()
+                          _lr(v), common, args.video_args]).rstrip()
         body.append(f"({train} 2>&1 | sed -u 's/^/[video] /') &")
         packs.append(("video", f"{r}/video/run"))
     if "image" in man:
@@ -372,7 +393,7 @@ def command(args) -> str:
         setup.append(f"cp {rel(kit / 'image.pt')} {r}/image/last.pt")
         body.append(" ".join([f"{kill} {py} -m tools.train_image --out {r}/image",
                               f"--data {rel(kit / 'photos')} --batch {args.batch}",
-                              f"--batch-late {args.batch} --lr {i['lr']:.3g} {common}",
+                              f"--batch-late {args.batch}", _lr(i), common,
                               args.image_args]).rstrip())
         packs.insert(0, ("image", f"{r}/image"))
     body.append("wait")
@@ -394,8 +415,10 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="fill .gpu/ and .whl/")
-    p.add_argument("--image-ckpt", default="", help="an image trainer's last.pt")
-    p.add_argument("--video-ckpt", default="", help="a video trainer's last.pt")
+    p.add_argument("--image-ckpt", default="",
+                   help="an image trainer's last.pt, or exported weights (.safetensors)")
+    p.add_argument("--video-ckpt", default="",
+                   help="a video trainer's last.pt, or exported weights (.safetensors)")
     p.add_argument("--video-cache", default="",
                    help="its crop cache (default: the cache_*.npz beside its run folder)")
     p.add_argument("--video-mib", type=float, default=6.0, help="size of the video crop subset")
