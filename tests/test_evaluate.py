@@ -198,6 +198,8 @@ def test_promote_only_when_better(tmp_path):
     def bd(webp, jxl):
         return {"webp": {"psnr_pchip": webp}, "jxl": {"psnr_pchip": jxl}}
 
+    with pytest.raises(SystemExit, match="not the shipped file"):
+        promote(shipped, shipped, bd(0.0, 0.0))
     assert not promote(cand, shipped, bd(9.0, 2.5))  # better against WebP only
     assert shipped.read_bytes() == b"old"
     assert promote(cand, shipped, bd(9.0, 1.0))

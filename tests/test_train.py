@@ -126,21 +126,21 @@ def test_init_from_weights(photos, image_main, tmp_path):
     image_main(_image_args(photos, tmp_path / "a", "--export", str(weights)))
     out = tmp_path / "b"
     out.mkdir()
-    ckpt_from_weights(weights, out / "last.pt")
-    st, stored = _ckpt(out), load_file(str(weights))
+    st, stored = ckpt_from_weights(weights), load_file(str(weights))
     assert st["step"] == 2 and abs(st["elapsed"] - _ckpt(tmp_path / "a")["elapsed"]) <= 0.05
     assert st["config"] == _ckpt(tmp_path / "a")["config"] and st["opt"] is None
     assert set(st["model"]) == set(_ckpt(tmp_path / "a")["model"])
     for k, v in st["model"].items():
         assert v.dtype == torch.float32 and torch.equal(v, stored[k].float())
-    (out / "last.pt").unlink()
+    with pytest.raises(SystemExit, match="not an exported weights file"):
+        image_main(_image_args(photos, out, "--init", str(tmp_path / "missing.safetensors")))
+    assert not (out / "last.pt").exists()
     image_main(_image_args(photos, out, "--steps", "3", "--init", str(weights)))
     assert _ckpt(out)["step"] == 3 and [r["step"] for r in _log(out)] == [3]
 
     video = VideoModel(VIDEO_CONFIGS["tiny"])
     codec.video.export_weights(video, tmp_path / "v.safetensors", {"steps": 7})
-    ckpt_from_weights(tmp_path / "v.safetensors", tmp_path / "v.pt")
-    st = torch.load(tmp_path / "v.pt", weights_only=False)
+    st = ckpt_from_weights(tmp_path / "v.safetensors")
     loaded = codec.video.load_model(tmp_path / "v.safetensors")[0].state_dict()
     assert st["step"] == 7 and set(st["model"]) == set(loaded)
     for k, v in st["model"].items():

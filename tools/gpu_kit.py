@@ -74,16 +74,12 @@ MAX_COMMAND = 2000
 def _load(path: Path) -> dict:
     """A trainer's checkpoint, or one made of an exported ``.safetensors`` weights file
     (:func:`tools.train_common.ckpt_from_weights`: no optimizer state)."""
-    import tempfile
-
     import torch
 
     if path.suffix == ".safetensors":
         from tools.train_common import ckpt_from_weights
 
-        with tempfile.TemporaryDirectory() as d:
-            ckpt_from_weights(path, Path(d) / "last.pt")
-            return torch.load(Path(d) / "last.pt", map_location="cpu", weights_only=False)
+        return ckpt_from_weights(path)
     return torch.load(path, map_location="cpu", weights_only=False)
 
 

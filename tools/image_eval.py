@@ -211,6 +211,9 @@ def promote(candidate: Path, shipped: Path, bd: dict, against=("webp", "jxl")) -
     shipped entry's steps, time and BD-rates go into the new entry's ``history``."""
     import shutil
 
+    if candidate.resolve() == shipped.resolve() or not candidate.with_suffix(".json").exists():
+        raise SystemExit(f"--promote {candidate}: give a candidate export (train_image --export "
+                         f"elsewhere, with its registry JSON), not the shipped file")
     old = json.loads(shipped.with_suffix(".json").read_text()) if shipped.exists() else {}
     old_bd = old.get("kodak", {}).get("bd_rate_psnr_vs", {})
     new_bd = {k: round(bd[k]["psnr_pchip"], 2) for k in against}

@@ -93,7 +93,7 @@ def save_ckpt(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def ckpt_from_weights(weights: Path, dest: Path) -> None:
+def ckpt_from_weights(weights: Path) -> dict:
     """A checkpoint to resume from, made of an exported weights file (``codec.*.export_weights``
     format: coder tables dropped, int16 grid codes and float16 weights back to float32) and
     the step count and training time of its registry JSON; no optimizer state."""
@@ -102,16 +102,20 @@ def ckpt_from_weights(weights: Path, dest: Path) -> None:
 
     from models.layers import W_BITS
 
-    with safe_open(str(weights), "pt") as f:
-        cfg = json.loads(f.metadata()["config"])
+    try:
+        with safe_open(str(weights), "pt") as f:
+            cfg = json.loads(f.metadata()["config"])
+        tensors = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - a missing or malformed file is one clear error
+        raise SystemExit(f"--init {weights}: not an exported weights file "
+                         f"({type(e).__name__}: {e})") from None
     state = {k: (v.float() / (1 << W_BITS) if v.dtype == torch.int16 else v.float())
-             for k, v in load_file(str(weights)).items() if not k.startswith("tables.")}
+             for k, v in tensors.items() if not k.startswith("tables.")}
     reg = weights.with_suffix(".json")
     info = json.loads(reg.read_text()) if reg.exists() else {}
-    save_ckpt(dest, {"model": state, "opt": None, "aux_opt": None, "config": cfg,
-                     "step": int(info.get("steps", 0)),
-                     "elapsed": float(info.get("train_seconds", 0.0)),
-                     "data": info.get("data", ""), "init": str(weights)})
+    return {"model": state, "opt": None, "aux_opt": None, "config": cfg,
+            "step": int(info.get("steps", 0)), "elapsed": float(info.get("train_seconds", 0.0)),
+            "data": info.get("data", ""), "init": str(weights)}
 
 
 class TrainRun:
@@ -328,5 +332,6 @@ def export_or_train(args, cfg, cfg_cls, export: Callable, train: Callable) -> No
         return
     with TrainRun(args, out) as run:
         if args.init:
-            run.main_first(lambda: run.ckpt.exists() or ckpt_from_weights(Path(args.init), run.ckpt))
+            run.main_first(lambda: run.ckpt.exists() or
+                           save_ckpt(run.ckpt, ckpt_from_weights(Path(args.init))))
         train(args, run.model_config(cfg, cfg_cls), run)
