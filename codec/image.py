@@ -166,14 +166,16 @@ class ImageCodec(ArrayCodec):
         with torch.no_grad():
             return self._to_image(self.model.synthesis(y_rec, q), h, w)
 
-    def encode(self, image: ImageLike, quality: float = 4.0, bpp: float | None = None,
+    def encode(self, image: ImageLike, quality: float | None = None, bpp: float | None = None,
                psnr: float | None = None, effort: int = 0) -> bytes:
         """A complete ``.ncz`` file of one image (numpy ``H x W x 3`` or ``H x W`` uint8, PIL
         image, torch ``C x H x W`` or ``1 x C x H x W``; grey is coded as RGB).
 
-        ``quality`` in ``[0, n_quality - 1]`` (continuous, higher is better); a ``bpp`` or
+        ``quality`` in ``[0, n_quality - 1]`` (continuous, higher is better; default 4, or the
+        top quality of a model with fewer); a ``bpp`` or
         ``psnr`` target overrides it; ``effort > 0`` refines the latent (slower encoder).
-        Raises :class:`CodecError` for input it cannot code (alpha, 16-bit, wrong shape).
+        Raises :class:`CodecError` for input it cannot code (alpha, 16-bit, wrong shape) and
+        for a quality outside the model's range.
         """
         a = self._check_image(image)
         h, w = a.shape[:2]
@@ -194,9 +196,7 @@ class ImageCodec(ArrayCodec):
             return data, r
 
         if bpp is None and psnr is None:
-            if not math.isfinite(quality):
-                raise CodecError("quality must be a finite number")
-            return trial(min(max(float(quality), 0.0), self.n_quality - 1.0))[0]
+            return trial(self._quality(quality))[0]
         if bpp is not None:
             if not bpp > 0:
                 raise CodecError("bpp target must be positive")
@@ -207,13 +207,22 @@ class ImageCodec(ArrayCodec):
         return self._search(trial, lambda d, r: psnr_fn(a, self._reconstruct(r["y_rec"], _q_of(d), h, w)),
                             float(psnr), rel=0.0, at_least=True)
 
+    def _quality(self, quality: float | None) -> float:
+        """``quality`` checked against the model's range (``None``: the default)."""
+        top = self.n_quality - 1
+        if quality is None:
+            return min(4.0, top)
+        if not 0.0 <= float(quality) <= top:  # also NaN; e.g. JPEG's 0..100
+            raise CodecError(f"quality {quality} is out of ncodec's range 0..{top}")
+        return float(quality)
+
     def encode_with_reconstruction(self, image: ImageLike,
-                                   quality: float = 4.0) -> tuple[bytes, np.ndarray]:
+                                   quality: float | None = None) -> tuple[bytes, np.ndarray]:
         """``(file bytes, the decoder's image)`` at a fixed quality: the reconstruction is
         computed on the encoder side from the coded latent (evaluation, PSNR targets)."""
         a = self._check_image(image)
         h, w = a.shape[:2]
-        q = float(np.float32(min(max(float(quality), 0.0), self.n_quality - 1.0)))
+        q = float(np.float32(self._quality(quality)))
         with torch.no_grad():
             y = self.model.analysis(self._to_tensor(a), q)
         payload, crc, r = self._code(y, q)

@@ -97,7 +97,9 @@ def _open(src: str | os.PathLike | bytes | BinaryIO) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(src)
-    except (Image.UnidentifiedImageError, Image.DecompressionBombWarning,
+    except Image.UnidentifiedImageError:
+        raise CodecError("cannot read the image: not a format Pillow recognises") from None
+    except (Image.DecompressionBombWarning,
             Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise CodecError(f"cannot read the image: {e}") from None
     w, h = im.size

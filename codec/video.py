@@ -355,6 +355,9 @@ class VideoEncoder:
         if not math.isfinite(float(quality)):
             raise CodecError("quality must be a finite number")
         self._s = _Session(fmt, width, height, quality, weights, model, intra_weights, intra_model)
+        if self._s.q != float(np.float32(quality)):  # the session clamps to the model's range
+            raise CodecError(f"quality {quality} is out of the video model's range "
+                             f"0..{self._s.model.cfg.n_quality - 1}")
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         fps = Fraction(fps).limit_denominator(1 << 20)
         hw, hh = (width + width % 2, height + height % 2) if fmt == "yuv420" else (width, height)

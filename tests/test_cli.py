@@ -65,7 +65,16 @@ def test_encode_rejects_non_images(tmp_path):
     p.write_bytes(b"not a png at all")
     r = run("encode", str(p), "-o", str(tmp_path / "x.ncz"))
     assert r.returncode == 1 and b"cannot read the image" in r.stderr
+    assert str(p).encode() in r.stderr and b"BytesIO" not in r.stderr
     assert not (tmp_path / "x.ncz").exists()
+
+
+def test_encode_rejects_quality_out_of_range(tmp_path):
+    p = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(p)
+    r = run("encode", str(p), "-o", str(tmp_path / "x.ncz"), "-q", "90")  # not JPEG's 0..100
+    assert r.returncode == 1 and b"out of ncodec's range 0..7" in r.stderr
+    assert r.stderr.count(b"\n") == 1 and not (tmp_path / "x.ncz").exists()
 
 
 def test_encode_refuses_to_overwrite_its_input(tmp_path):

@@ -159,6 +159,8 @@ def test_truncated_and_foreign_streams(yuv_stream):
         list(VideoDecoder(data, model=other, intra_model=im))
     with pytest.raises(CodecError, match="frame format"):
         encode("yuv444")
+    with pytest.raises(CodecError, match="out of the video model's range"):
+        encode("yuv420", 1, quality=99)
 
 
 def test_wrong_weights_file_is_a_codec_error(tmp_path):

@@ -136,7 +136,10 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
         raise CodecError(f"--rgb applies to videos; {inp} is an image")
     from codec.io import read_bytes, read_image, write_atomic
 
-    image = read_image(read_bytes(inp))
+    try:
+        image = read_image(read_bytes(inp))
+    except CodecError as e:
+        raise CodecError(f"{'stdin' if inp == '-' else inp}: {e}") from None
     if o.get("lossless"):
         data = _codec_for(StreamKind.LOSSLESS, o.get("device")).encode(image)
     else:
