@@ -67,6 +67,18 @@ def test_eval_image_folder_outputs(tmp_path, capsys):
     assert "| webp |" in table and "| png |" in table
     assert Image.open(out / "rd.png").size[0] > 100
     assert "| webp |" in capsys.readouterr().out
+    # several references (from the cache): BD-rates against each, the first as before
+    assert main(["eval", str(src), "-o", str(out), "-q", "-c", "jpeg420,webp,png",
+                 "--settings", "jpeg420=10,40,90", "--settings", "webp=10,50,90",
+                 "--bd-range", "0", "100", "--reference", "webp,jpeg420"]) == 0
+    doc = json.loads((out / "bd_rate.json").read_text())
+    assert doc["reference"] == "webp" and doc["bd_rate"]["webp"]["psnr_rgb_pchip"] == 0.0
+    vs = doc["bd_rate_vs"]
+    assert vs["jpeg420"]["webp"]["psnr_rgb_pchip"] == pytest.approx(
+        bd["webp"]["psnr_rgb_pchip"]) and vs["webp"] == doc["bd_rate"]
+    assert "| BD-rate PSNR / MS-SSIM vs | webp | jpeg420 |" in (out / "table.md").read_text()
+    assert main(["eval", str(src), "-o", str(out), "-q", "-c", "webp",
+                 "--reference", "webp,avif"]) == 1  # a reference that is not evaluated
 
 
 class Counting(ImageAdapter):
@@ -108,7 +120,8 @@ def test_eval_video_clip(tmp_path):
     clip = _y4m(tmp_path / "clip.y4m")
     out = tmp_path / "vout"
     rc = main(["eval", str(clip), "-o", str(out), "-q", "-c", "x264,x265",
-               "--settings", "x264=23,35", "--settings", "x265=25,37"])
+               "--settings", "x264=23,35", "--settings", "x265=25,37",
+               "--reference", "x264,x265"])
     assert rc == 0
     res = json.loads((out / "x264.json").read_text())["results"]
     for key in ("psnr-y", "psnr-u", "psnr-v", "psnr-yuv", "psnr-rgb", "bpp"):
@@ -120,6 +133,7 @@ def test_eval_video_clip(tmp_path):
     assert float(r["bpp"]) == pytest.approx(bpp(int(r["bytes"]), 64 * 48 * 5), rel=1e-5)
     w = (6 * float(r["psnr_y"]) + float(r["psnr_u"]) + float(r["psnr_v"])) / 8
     assert float(r["psnr_yuv"]) == pytest.approx(w, rel=1e-3)  # mean of per-frame weighted
+    assert "| BD-rate YUV-PSNR (mean over clips) vs | x264 | x265 |" in (out / "table.md").read_text()
     bd = json.loads((out / "bd_rate.json").read_text())["bd_rate"]
     assert math.isfinite(bd["x265"]["psnr_yuv_pchip"]["clip.y4m"])
 

@@ -10,7 +10,8 @@ setting under the cache folder, so an interrupted run resumes where it stopped.
 Outputs in ``--out``: ``<codec>.json`` per codec (CompressAI format: ``name``,
 ``description``, ``results`` with ``psnr-rgb``, ``ms-ssim-rgb``, ``bpp``, ``encoding_time``,
 ``decoding_time``, one entry per setting, averaged over inputs), ``per_image.csv`` or
-``per_clip.csv``, ``bd_rate.json`` (BD-rate of every codec against ``--reference``), ``rd.png``
+``per_clip.csv``, ``bd_rate.json`` (BD-rate of every codec against ``--reference``; with
+several references, ``bd_rate_vs`` holds the table against each), ``rd.png``
 and ``table.md`` (the README table), ``meta.json`` (versions, command, inputs).
 """
 from __future__ import annotations
@@ -349,6 +350,21 @@ def image_table(summary: dict, bd: dict, reference: str, method: str) -> str:
     return text
 
 
+def vs_table(vs: dict, kind: str, method: str) -> str:
+    """Markdown matrix: BD-rate of every codec (rows) against every reference (columns)."""
+    refs = list(vs)
+    if kind == "image":
+        label, keys = "PSNR / MS-SSIM", (f"psnr_rgb_{method}", f"ms_ssim_rgb_{method}")
+    else:
+        label, keys = "YUV-PSNR (mean over clips)", (f"psnr_yuv_{method}_mean",)
+    lines = [f"\n| BD-rate {label} vs | {' | '.join(refs)} |", "|---" * (len(refs) + 1) + "|"]
+    for name in vs[refs[0]]:
+        cells = [" / ".join(_fmt(vs[r].get(name, {}).get(k), "+.1f") for k in keys) + " %"
+                 for r in refs]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
 def video_table(summary: dict, bd: dict, reference: str, method: str) -> str:
     """Markdown table: per clip and codec, bpp / YUV-PSNR / encode fps ranges and BD-rate."""
     lines = ["| clip | codec | bpp | YUV-PSNR dB | RGB-PSNR dB | enc fps | "
@@ -434,8 +450,9 @@ def _versions() -> dict:
 
 
 def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, reference: str,
-                  rate_range, method: str, meta: dict) -> dict:
-    """Write every output file into ``out``; returns ``{"summary", "bd_rate"}``."""
+                  rate_range, method: str, meta: dict, more_refs: tuple = ()) -> dict:
+    """Write every output file into ``out``; returns ``{"summary", "bd_rate"}``. BD-rates are
+    against ``reference``, and in ``bd_rate_vs`` against each of ``more_refs`` too."""
     metrics = IMAGE_METRICS if kind == "image" else VIDEO_METRICS
     summary = summarize(records, metrics)
     out.mkdir(parents=True, exist_ok=True)
@@ -447,17 +464,22 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
         write_atomic(out / f"{a.name}.json", json_text(doc).encode(), force=True)
     qualities = ("psnr_rgb", "ms_ssim_rgb") if kind == "image" else \
         ("psnr_yuv", "psnr_rgb", "psnr_y")
-    bd = {}
-    if reference in summary and not all(p["exact"] for p in summary[reference]["points"]):
-        bd = bd_table(summary, reference, qualities, rate_range, items=kind == "video")
-    write_atomic(out / "bd_rate.json", json_text(
-        {"reference": reference, "rate_range": rate_range, "methods": list(METHODS),
-         "unit": "percent bits vs reference at equal quality (negative = fewer bits)",
-         "ms_ssim": "compared in dB, -10 log10(1 - MS-SSIM)", "bd_rate": bd}).encode(), force=True)
+    vs = {r: bd_table(summary, r, qualities, rate_range, items=kind == "video")
+          for r in (reference, *more_refs)
+          if r in summary and not all(p["exact"] for p in summary[r]["points"])}
+    bd = vs.get(reference, {})
+    doc = {"reference": reference, "rate_range": rate_range, "methods": list(METHODS),
+           "unit": "percent bits vs reference at equal quality (negative = fewer bits)",
+           "ms_ssim": "compared in dB, -10 log10(1 - MS-SSIM)", "bd_rate": bd}
+    if more_refs:
+        doc["bd_rate_vs"] = vs
+    write_atomic(out / "bd_rate.json", json_text(doc).encode(), force=True)
     name = "per_image.csv" if kind == "image" else "per_clip.csv"
     write_atomic(out / name, _csv(records, metrics), force=True)
     table = image_table(summary, bd, reference, method) if kind == "image" else \
         video_table(summary, bd, reference, method)
+    if more_refs:
+        table += vs_table(vs, kind, method)
     write_atomic(out / "table.md", table.encode(), force=True)
     write_atomic(out / "rd.png", rd_plot(summary, kind, meta.get("input", "")), force=True)
     write_atomic(out / "meta.json", json_text({**meta, "versions": _versions(), "codecs": {
@@ -499,7 +521,8 @@ def register(subparsers) -> None:
                    "ncodec's own where available); `--codecs list` lists them")
     p.add_argument("-o", "--out", help="output folder (default: eval-<input name>)")
     p.add_argument("--reference", help="BD-rate reference codec (default: jpeg420 for images, "
-                                       "x264 for video)")
+                                       "x264 for video); a comma-separated list adds a table "
+                                       "of BD-rates against each")
     p.add_argument("--bd-range", nargs=2, type=float, metavar=("LO", "HI"),
                    help="only points with bpp in [LO, HI] enter BD-rates "
                         "(default 0.1 2 for images, all for video)")
@@ -538,9 +561,11 @@ def run(args) -> int:
     if wrong:
         raise CodecError(f"{', '.join(wrong)}: not {kind} codec(s), and the input is {kind}")
     apply_settings(adapters, args.settings)
-    reference = args.reference or ("jpeg420" if kind == "image" else "x264")
-    if args.reference and reference not in [a.name for a in adapters]:
-        raise CodecError(f"reference {reference!r} is not among the evaluated codecs")
+    refs = [r.strip() for r in args.reference.split(",") if r.strip()] if args.reference else []
+    for r in refs:
+        if r not in [a.name for a in adapters]:
+            raise CodecError(f"reference {r!r} is not among the evaluated codecs")
+    reference = refs[0] if refs else ("jpeg420" if kind == "image" else "x264")
     if reference not in [a.name for a in adapters]:
         reference = next((a.name for a in adapters if not a.lossless), adapters[0].name)
     rate_range = tuple(args.bd_range) if args.bd_range else ((0.1, 2.0) if kind == "image" else None)
@@ -558,7 +583,8 @@ def run(args) -> int:
             "bpp": "file/bitstream bytes * 8 / pixels (x frames) via codec.metrics.bpp",
             "psnr": "8-bit, MSE over channels per image/frame, averaged over images/frames",
             "ms_ssim": "pytorch_msssim, data_range 255, RGB, averaged"}
-    write_outputs(out, kind, records, adapters, reference, rate_range, args.bd_method, meta)
+    write_outputs(out, kind, records, adapters, reference, rate_range, args.bd_method, meta,
+                  tuple(refs[1:]))
     sys.stdout.write((out / "table.md").read_text())
     print(f"results in {out}/", file=sys.stderr)
     return 0
