@@ -67,6 +67,8 @@ def test_encode_rejects_non_images(tmp_path):
     assert r.returncode == 1 and b"cannot read the image" in r.stderr
     assert str(p).encode() in r.stderr and b"BytesIO" not in r.stderr
     assert not (tmp_path / "x.ncz").exists()
+    r = run("encode", str(tmp_path / "none.png"), "-o", str(tmp_path / "x.ncz"))
+    assert r.returncode == 1 and r.stderr.count(b"none.png") == 1  # named once
 
 
 def test_encode_rejects_quality_out_of_range(tmp_path):

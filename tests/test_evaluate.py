@@ -79,6 +79,9 @@ def test_eval_image_folder_outputs(tmp_path, capsys):
     assert "| BD-rate PSNR / MS-SSIM vs | webp | jpeg420 |" in (out / "table.md").read_text()
     assert main(["eval", str(src), "-o", str(out), "-q", "-c", "webp",
                  "--reference", "webp,avif"]) == 1  # a reference that is not evaluated
+    assert main(["eval", str(src), "-o", str(out), "-q", "-c", "png",
+                 "--reference", "png,png"]) == 0  # lossless references only: no BD-rates
+    assert json.loads((out / "bd_rate.json").read_text())["bd_rate_vs"] == {}
 
 
 class Counting(ImageAdapter):

@@ -136,8 +136,9 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
         raise CodecError(f"--rgb applies to videos; {inp} is an image")
     from codec.io import read_bytes, read_image, write_atomic
 
+    raw = read_bytes(inp)  # its errors name the file already
     try:
-        image = read_image(read_bytes(inp))
+        image = read_image(raw)
     except CodecError as e:
         raise CodecError(f"{'stdin' if inp == '-' else inp}: {e}") from None
     if o.get("lossless"):

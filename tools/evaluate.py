@@ -478,7 +478,7 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
     write_atomic(out / name, _csv(records, metrics), force=True)
     table = image_table(summary, bd, reference, method) if kind == "image" else \
         video_table(summary, bd, reference, method)
-    if more_refs:
+    if more_refs and vs:  # (no lossy reference: no matrix)
         table += vs_table(vs, kind, method)
     write_atomic(out / "table.md", table.encode(), force=True)
     write_atomic(out / "rd.png", rd_plot(summary, kind, meta.get("input", "")), force=True)
@@ -562,9 +562,9 @@ def run(args) -> int:
         raise CodecError(f"{', '.join(wrong)}: not {kind} codec(s), and the input is {kind}")
     apply_settings(adapters, args.settings)
     refs = [r.strip() for r in args.reference.split(",") if r.strip()] if args.reference else []
-    for r in refs:
-        if r not in [a.name for a in adapters]:
-            raise CodecError(f"reference {r!r} is not among the evaluated codecs")
+    missing = [r for r in refs if r not in {a.name for a in adapters}]
+    if missing:
+        raise CodecError(f"reference {missing[0]!r} is not among the evaluated codecs")
     reference = refs[0] if refs else ("jpeg420" if kind == "image" else "x264")
     if reference not in [a.name for a in adapters]:
         reference = next((a.name for a in adapters if not a.lossless), adapters[0].name)
