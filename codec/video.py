@@ -227,6 +227,21 @@ class _Session:
         self.prev_mv: torch.Tensor | None = None
         self.since_intra = 0
 
+    def state(self) -> tuple:
+        """The one-frame state (tensors are replaced, never changed in place, by :meth:`code`)."""
+        return self.ref_frame, self.ref_feat, self.prev_mv, self.since_intra
+
+    def set_state(self, st: tuple) -> None:
+        self.ref_frame, self.ref_feat, self.prev_mv, self.since_intra = st
+
+    def rd_cost(self, x: torch.Tensor, rec: torch.Tensor, nbytes: int) -> float:
+        """``lambda(q) * 255^2 * MSE + bpp`` of a coded frame over the frame's own packed samples
+        (the trade-off the video model was trained for)."""
+        ch, cw = (self.h + 1) // 2, (self.w + 1) // 2
+        mse = torch.mean((rec[..., :ch, :cw].double() - x[..., :ch, :cw].double()) ** 2).item()
+        lam = self.model.lmbda(torch.tensor([self.q])).item()
+        return lam * 255.0 ** 2 * mse + 8.0 * nbytes / (self.w * self.h)
+
     # -- frames <-> padded tensors
     def to_packed(self, frame) -> torch.Tensor:
         """A user frame -> the packed, padded float32 tensor (1 x K x Hp/2 x Wp/2) in [0, 1]."""
@@ -338,7 +353,11 @@ class VideoEncoder:
     ``quality`` is continuous in ``[0, n_quality - 1]`` (0 smallest files); ``intra_period``
     N > 0 codes every N-th frame as an intra (seekable) frame, -1 only the first;
     ``refresh_period`` R > 0 rebuilds the temporal feature from the decoded frame on every
-    R-th P frame after an intra frame (0 or -1: never); ``threads`` sets torch's threads.
+    R-th P frame after an intra frame (0 or -1: never); ``adaptive_intra`` (default on) also
+    codes each other frame both ways and keeps an intra frame where its rate-distortion cost
+    ``lambda(q) * 255^2 * MSE + bpp`` is lower than the P frame's (encoder only: the decoder
+    reads the frame type from the stream; about twice the encoding work); ``threads`` sets
+    torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
     ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
     write that flag back, e.g. into y4m ``XCOLORRANGE=FULL``).
@@ -347,7 +366,8 @@ class VideoEncoder:
     def __init__(self, out: BinaryIO, width: int, height: int, fmt: str = "yuv420",
                  quality: float = 1.5, intra_period: int = -1, refresh_period: int = 32,
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
-                 intra_weights=None, intra_model=None, full_range: bool = False):
+                 intra_weights=None, intra_model=None, full_range: bool = False,
+                 adaptive_intra: bool = True):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -359,6 +379,7 @@ class VideoEncoder:
             raise CodecError(f"quality {quality} is out of the video model's range "
                              f"0..{self._s.model.cfg.n_quality - 1}")
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
+        self.adaptive_intra = bool(adaptive_intra)
         fps = Fraction(fps).limit_denominator(1 << 20)
         hw, hh = (width + width % 2, height + height % 2) if fmt == "yuv420" else (width, height)
         params = self._s.params(self.intra_period, self.refresh_period)
@@ -370,6 +391,7 @@ class VideoEncoder:
                              params=params)
         self._w = ContainerWriter(out, self.header)
         self.frames = 0
+        self.intra_frames = 0  #: frames coded intra so far
         self.frame_bytes: list[int] = []  #: payload bytes of each coded frame
         self._closed = False
 
@@ -386,11 +408,23 @@ class VideoEncoder:
         intra = s.ref_frame is None or (self.intra_period > 0 and self.frames % self.intra_period == 0)
         refresh = (not intra and self.refresh_period > 0
                    and (s.since_intra + 1) % self.refresh_period == 0)
+        before = s.state()
         enc = RansEncoder()
         rec = s.code(enc, intra, refresh, x=x)
         payload = bytes([int(refresh)]) + enc.flush()
+        if not intra and self.adaptive_intra:
+            as_p = (enc, rec, payload, s.state())
+            s.set_state(before)
+            enc = RansEncoder()
+            rec = s.code(enc, True, False, x=x)
+            payload = bytes([0]) + enc.flush()
+            intra = s.rd_cost(x, rec, len(payload)) < s.rd_cost(x, as_p[1], len(as_p[2]))
+            if not intra:
+                enc, rec, payload, st = as_p
+                s.set_state(st)
         self._w.write_unit(UnitType.KEY if intra else UnitType.INTER, enc.checksum, payload)
         self.frames += 1
+        self.intra_frames += int(intra)
         self.frame_bytes.append(len(payload))
         return s.to_user(rec)
 

@@ -10,6 +10,7 @@ the log domain between the learned per-index vectors.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from .entropy import factorized_tables, gaussian_tables
 from .latent_codec import DecodeSlot, EncodeSlot, MultiRefLatentCodec, TrainSlot
 from .layers import MetaFormerBlock, QConv2d, qrelu, subpel_conv, to_grid
 
-__all__ = ["ImageModelConfig", "ImageModel", "CONFIGS", "LAMBDAS"]
+__all__ = ["ImageModelConfig", "ImageModel", "QualityKnob", "CONFIGS", "LAMBDAS"]
 
 
 @dataclass
@@ -81,7 +82,30 @@ class _Act(nn.Module):
         return qrelu(x)
 
 
-class ImageModel(nn.Module):
+class QualityKnob:
+    """The continuous quality knob shared by the image and video networks (``self.cfg`` has
+    ``n_quality`` and ``lambdas``): log-domain interpolation of per-index scalers and of
+    the rate-distortion trade-off."""
+
+    cfg: Any  # an ImageModelConfig or a VideoModelConfig
+
+    def _scaler(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """exp of the log-domain interpolation of ``table`` rows at continuous ``q`` (B,)."""
+        q = torch.clamp(q, 0, self.cfg.n_quality - 1)
+        lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
+        t = (q - lo).unsqueeze(1)
+        return torch.exp(table[lo] * (1 - t) + table[lo + 1] * t)[:, :, None, None]
+
+    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
+        """Rate-distortion trade-off of continuous quality ``q`` (log-linear interpolation)."""
+        lam = torch.log(torch.tensor(self.cfg.lambdas, dtype=torch.float32, device=q.device))
+        q = torch.clamp(q, 0, self.cfg.n_quality - 1)
+        lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
+        t = q - lo
+        return torch.exp(lam[lo] * (1 - t) + lam[lo + 1] * t)
+
+
+class ImageModel(QualityKnob, nn.Module):
     def __init__(self, cfg: ImageModelConfig | str = "small"):
         super().__init__()
         cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
@@ -180,22 +204,6 @@ class ImageModel(nn.Module):
                 state[k] = mine[k]
         new.load_state_dict(state)
         return new, names
-
-    # ---- quality -------------------------------------------------------------------------
-    def _scaler(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """exp of the log-domain interpolation of ``table`` rows at continuous ``q`` (B,)."""
-        q = torch.clamp(q, 0, self.cfg.n_quality - 1)
-        lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
-        t = (q - lo).unsqueeze(1)
-        return torch.exp(table[lo] * (1 - t) + table[lo + 1] * t)[:, :, None, None]
-
-    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
-        """Rate-distortion trade-off of continuous quality ``q`` (log-linear interpolation)."""
-        lam = torch.log(torch.tensor(self.cfg.lambdas, dtype=torch.float32, device=q.device))
-        q = torch.clamp(q, 0, self.cfg.n_quality - 1)
-        lo = torch.clamp(torch.floor(q).long(), max=self.cfg.n_quality - 2)
-        t = q - lo
-        return torch.exp(lam[lo] * (1 - t) + lam[lo + 1] * t)
 
     # ---- the shared path -----------------------------------------------------------------
     def _hyper(self, z_hat: torch.Tensor) -> torch.Tensor:

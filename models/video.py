@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
 
 from .entropy import factorized_tables, gaussian_tables
-from .image import ImageModel
+from .image import QualityKnob
 from .latent_codec import DecodeSlot, EncodeSlot, MultiRefLatentCodec, TrainSlot
 from .layers import QConv2d, qrelu, round_ste, subpel_conv, to_grid
 
@@ -317,10 +317,7 @@ class DecodeCoder(_RansCoder):
 
 
 # ---- the network -----------------------------------------------------------------------
-class VideoModel(nn.Module):
-    _scaler = ImageModel._scaler  # log-domain interpolation of per-quality scalers
-    lmbda = ImageModel.lmbda  # lambda(q), log-linear between the configured lambdas
-
+class VideoModel(QualityKnob, nn.Module):
     def __init__(self, cfg: VideoModelConfig | str = "small"):
         super().__init__()
         cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg

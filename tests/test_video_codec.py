@@ -59,6 +59,7 @@ def encode(fmt="yuv420", n=5, h=36, w=50, models=None, **kw):
     vm, im = models or tiny_models()
     buf = io.BytesIO()
     recs = []
+    kw.setdefault("adaptive_intra", False)  # the P-frame paths, whatever the costs of the tiny models
     with VideoEncoder(buf, w, h, fmt=fmt, model=vm, intra_model=im, **kw) as enc:
         for f in clip(fmt, n, h, w):
             recs.append(enc.encode(f))
@@ -163,6 +164,27 @@ def test_truncated_and_foreign_streams(yuv_stream):
         encode("yuv420", 1, quality=99)
 
 
+def test_adaptive_intra_keeps_the_cheaper_frame_and_stays_decodable(monkeypatch):
+    """The encoder codes a frame intra where that costs less (here the costs are dictated:
+    intra wins on frames 2 and 4); the state of the kept coding carries on, so the decoder,
+    which only reads the frame types, reproduces every frame, and the index lists them."""
+    from codec.video import VideoDecoder, _Session
+
+    costs = iter([2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0])  # (intra, P) for frames 1..4
+    monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
+    data, recs, enc = encode("yuv420", 5, 36, 50, quality=1.0, refresh_period=2,
+                             adaptive_intra=True)
+    assert enc.intra_frames == 3
+    vm, im = tiny_models()
+    dec = VideoDecoder(data, model=vm, intra_model=im)
+    assert [i for i, _ in dec._r.key_units()] == [0, 2, 4]
+    out = list(dec)
+    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+    assert dec.seek(3) == 2 and same(dec.read(), recs[2])
+    p_only = encode("yuv420", 5, 36, 50, quality=1.0, refresh_period=2)
+    assert p_only[2].intra_frames == 1 and same(p_only[1][1], recs[1])  # frame 1 kept as P
+
+
 def test_wrong_weights_file_is_a_codec_error(tmp_path):
     from codec.video import VideoDecoder, WEIGHTS_DIR
 
@@ -190,11 +212,19 @@ def test_shipped_weights_on_a_real_clip():
                            a[h + h // 4:].reshape(h // 2, w // 2).copy()))
             if len(frames) == 3:
                 break
-    buf = io.BytesIO()
-    with VideoEncoder(buf, w, h, fmt="yuv420", quality=3.0) as enc:
-        recs = [enc.encode(f) for f in frames]
-    out = list(VideoDecoder(buf.getvalue()))
-    assert all(same(a, b) for a, b in zip(out, recs))
-    for f, r in zip(frames, recs):
-        mse = np.mean((f[0].astype(float) - r[0]) ** 2)
-        assert 10 * np.log10(255 ** 2 / mse) > 25.0
+    cost = {}
+    for adaptive in (False, True):
+        buf = io.BytesIO()
+        with VideoEncoder(buf, w, h, fmt="yuv420", quality=3.0, adaptive_intra=adaptive) as enc:
+            recs = [enc.encode(f) for f in frames]
+        out = list(VideoDecoder(buf.getvalue()))
+        assert all(same(a, b) for a, b in zip(out, recs))
+        for f, r in zip(frames, recs):
+            mse = np.mean((f[0].astype(float) - r[0]) ** 2)
+            assert 10 * np.log10(255 ** 2 / mse) > 25.0
+        # the clip's rate-distortion cost as the encoder weighs it (packed 4:2:0 samples)
+        lam = enc._s.model.lmbda(torch.tensor([3.0])).item()
+        mse = np.mean([np.mean(np.concatenate([(a.astype(float) - b).ravel() for a, b in zip(f, r)]) ** 2)
+                       for f, r in zip(frames, recs)])
+        cost[adaptive] = lam * 255 ** 2 * mse + 8 * sum(enc.frame_bytes) / (w * h * len(frames))
+    assert cost[True] <= cost[False]

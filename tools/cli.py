@@ -32,7 +32,8 @@ SUBCOMMANDS: tuple[str, ...] = (
 
 #: options of encode/decode that the per-file work needs (sent to worker processes)
 _JOB_OPTIONS = ("quality", "bpp", "psnr", "lossless", "effort", "force", "intra_period",
-                "refresh", "rgb", "size", "pix_fmt", "fps", "frames", "device", "quiet")
+                "no_adaptive_intra", "refresh", "rgb", "size", "pix_fmt", "fps", "frames",
+                "device", "quiet")
 
 
 def _version() -> str:
@@ -132,8 +133,9 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
     for k in ("intra_period", "refresh", "frames", "fps"):
         if o.get(k) is not None:
             raise CodecError(f"--{k.replace('_', '-')} applies to videos; {inp} is an image")
-    if o.get("rgb"):
-        raise CodecError(f"--rgb applies to videos; {inp} is an image")
+    for k in ("rgb", "no_adaptive_intra"):
+        if o.get(k):
+            raise CodecError(f"--{k.replace('_', '-')} applies to videos; {inp} is an image")
     from codec.io import read_bytes, read_image, write_atomic
 
     raw = read_bytes(inp)  # its errors name the file already
@@ -172,7 +174,8 @@ def _encode_video(inp: str, out: str, o: dict, progress: bool) -> None:
             total = min(total, o["frames"]) if total else o["frames"]
         kw = {"width": src.width, "height": src.height, "fmt": fmt,
               "intra_period": o.get("intra_period") if o.get("intra_period") is not None else -1,
-              "fps": src.fps, "full_range": bool(src.full_range)}
+              "fps": src.fps, "full_range": bool(src.full_range),
+              "adaptive_intra": not o.get("no_adaptive_intra")}
         if o.get("quality") is not None:
             kw["quality"] = o["quality"]
         if o.get("refresh") is not None:
@@ -470,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = e.add_argument_group("video")
     v.add_argument("--intra-period", type=int, default=None, metavar="N",
                    help="an intra frame every N frames (default -1: only the first)")
+    v.add_argument("--no-adaptive-intra", action="store_true",
+                   help="intra frames only where --intra-period puts them (default: any frame "
+                        "that costs less in rate-distortion as an intra frame than as a P "
+                        "frame is coded intra)")
     v.add_argument("--refresh", type=int, default=None, metavar="N",
                    help="refresh the temporal context every N frames (default: the codec's, "
                         "32; 0 = never)")

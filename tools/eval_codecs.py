@@ -17,6 +17,8 @@ Names may carry a variant after ``@`` (a preset, effort or speed: ``x264@medium`
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from codec.errors import CodecError
@@ -119,11 +121,13 @@ class NcodecVideo(VideoAdapter):
     """ncodec's learned video codec (``codec.video``): five quality points spread over the
     model's continuous range; the variant after ``@`` names other weights (a file or a name in
     ``codec/weights``). ``intra_period`` as for the classic codecs; ``refresh_period`` is the
-    codec's feature refresh (its default when None). Every decode is checked against the
+    codec's feature refresh (its default when None); ``adaptive_intra`` the encoder's own
+    intra frames (its default; ``ncodec-video-p`` turns them off: the anchors' structure,
+    intra frames only where the intra period puts them). Every decode is checked against the
     encoder's own reconstruction: a mismatch is a :class:`CodecError`."""
 
     def __init__(self, variant: str | None = None, intra_period: int = -1,
-                 refresh_period: int | None = None):
+                 refresh_period: int | None = None, adaptive_intra: bool = True):
         from pathlib import Path
 
         from codec import video
@@ -134,15 +138,18 @@ class NcodecVideo(VideoAdapter):
             self.weights = p if p.suffix else video.WEIGHTS_DIR / f"{variant}.safetensors"
         self.model, _, self.digest, self.model_id = video.load_model(self.weights)
         n = int(self.model.cfg.n_quality)
-        self.name = "ncodec-video" + (f"@{Path(variant).stem}" if variant else "")
+        self.adaptive_intra = adaptive_intra
+        self.name = ("ncodec-video" + ("" if adaptive_intra else "-p")
+                     + (f"@{Path(variant).stem}" if variant else ""))
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
         self.intra_period = intra_period if intra_period and intra_period > 0 else -1
         self.refresh_period = refresh_period
         keyint = "only the first frame intra" if self.intra_period < 0 else \
             f"intra period {self.intra_period}"
         refresh = "codec default" if refresh_period is None else refresh_period
+        adaptive = ", plus adaptive intra frames" if adaptive_intra else ""
         self.description = (f"ncodec learned video codec, model {self.model_id}, YUV 4:2:0, "
-                            f"low delay ({keyint}, feature refresh {refresh})")
+                            f"low delay ({keyint}{adaptive}, feature refresh {refresh})")
         self._recon: tuple[bytes, list] | None = None
 
     def encode(self, video, setting) -> bytes:
@@ -154,7 +161,7 @@ class NcodecVideo(VideoAdapter):
         kw = {"refresh_period": self.refresh_period} if self.refresh_period is not None else {}
         with VideoEncoder(buf, video.width, video.height, fmt="yuv420", quality=float(setting),
                           intra_period=self.intra_period, fps=video.fps, weights=self.weights,
-                          **kw) as enc:
+                          adaptive_intra=self.adaptive_intra, **kw) as enc:
             recon = [enc.encode((video.y[t], video.u[t], video.v[t]))
                      for t in range(video.frames)]
         data = buf.getvalue()
@@ -183,7 +190,7 @@ class NcodecVideo(VideoAdapter):
 
     def signature(self) -> str:
         return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
-                f"r{self.refresh_period}")
+                f"r{self.refresh_period}|ai{int(self.adaptive_intra)}")
 
 
 def _factories() -> tuple[dict, dict]:
@@ -191,7 +198,8 @@ def _factories() -> tuple[dict, dict]:
     from tools import classic
 
     images = {**classic.IMAGE_CODECS, "ncodec": NcodecImage, "ncodec-lossless": NcodecLossless}
-    return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo}
+    return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo,
+                    "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False)}
 
 
 def codec_names(kind: str | None = None) -> list[str]:

@@ -7,8 +7,9 @@ included), decode it, check the decoded image equals the encoder's reconstructio
 the model's likelihood estimate with the actual size, measure PSNR / MS-SSIM with
 :mod:`codec.metrics`. Then BD-rates against every anchor of
 ``../shared/anchors/kodak_anchors.json`` (PSNR and MS-SSIM dB, pchip over 0.1-2 bpp, as the
-anchors), timings (median of ``--timing-runs`` on kodim01), a JSON under ``results/image/``
-and an RD plot beside it.
+anchors), PSNR at 0.25 / 0.5 / 1 bpp and its difference to each anchor there (where ncodec
+wins and loses along the curve), timings (median of ``--timing-runs`` on kodim01), a JSON under
+``results/image/`` and an RD plot beside it.
 """
 from __future__ import annotations
 
@@ -147,9 +148,13 @@ def main(argv=None) -> None:
     ps = [p["psnr"] for p in points]
     ms = [ms_ssim_db(p["msssim"]) for p in points]
     anchors = json.loads(ANCHORS.read_text())["lossy"]
-    bd = {}
+    bd, gain = {}, {}
+    ours_at = psnr_at(rates, ps)
     for name, a in anchors.items():
         ar = [p["bpp"] for p in a["points"]]
+        theirs_at = psnr_at(ar, [p["psnr"] for p in a["points"]])
+        gain[name] = {t: (None if v is None or theirs_at[t] is None else round(v - theirs_at[t], 3))
+                      for t, v in ours_at.items()}
         bd[name] = {
             "psnr_pchip": bd_rate(ar, [p["psnr"] for p in a["points"]], rates, ps, rate_range=(0.1, 2.0)),
             "msssim_db_pchip": bd_rate(ar, [ms_ssim_db(p["msssim"]) for p in a["points"]], rates, ms,
@@ -174,8 +179,8 @@ def main(argv=None) -> None:
     res = {"model_id": codec.model_id, "weights_sha256": codec.digest.hex(),
            "steps": entry.get("steps"), "images": [f.name for f in files], "effort": args.effort,
            "bpp": "codec.metrics.bpp of whole .ncz files", "points": points,
-           "bpp_range": [min(rates), max(rates)], "psnr_at_bpp": psnr_at(rates, ps),
-           "bd_rate_vs_anchors": bd, "timing": timing}
+           "bpp_range": [min(rates), max(rates)], "psnr_at_bpp": ours_at,
+           "psnr_gain_at_bpp_vs_anchors": gain, "bd_rate_vs_anchors": bd, "timing": timing}
     name = f"kodak_{codec.model_id}{'_effort%d' % args.effort if args.effort else ''}.json"
     out = Path(args.out) if args.out else ROOT / "results" / "image" / name
     if args.promote:
@@ -189,7 +194,8 @@ def main(argv=None) -> None:
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({"bd_rate_psnr": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
                       "bd_rate_msssim": {k: round(v["msssim_db_pchip"], 2) for k, v in bd.items()},
-                      "psnr_at_bpp": res["psnr_at_bpp"], "timing": timing}, indent=1))
+                      "psnr_at_bpp": res["psnr_at_bpp"], "psnr_gain_at_bpp_vs_anchors": gain,
+                      "timing": timing}, indent=1))
     if args.registry and entry_path.exists():
         entry["kodak"] = {
             "measured_by": "python -m tools.image_eval (real files, 24 images)",

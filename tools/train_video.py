@@ -251,10 +251,12 @@ def _psnr(mse: float) -> float:
 
 
 def code_clip(path: Path, frames: int, quality: float, weights=None, refresh_period: int = 32,
-              intra_period: int = -1, check: bool = True, threads: int = 1) -> dict:
+              intra_period: int = -1, check: bool = True, threads: int = 1,
+              adaptive_intra: bool = False) -> dict:
     """Encode the first ``frames`` frames of a clip (YUV 4:2:0), decode the stream and check
     that it equals the encoder's reconstruction; bpp, per-frame PSNR (Y and YUV 6:1:1) and
-    encode / decode frames per second."""
+    encode / decode frames per second. Without ``adaptive_intra`` only ``intra_period`` places
+    intra frames (what the P-frame model alone does); the count of intra frames is reported."""
     import io
 
     from codec.video import VideoDecoder, VideoEncoder
@@ -265,11 +267,12 @@ def code_clip(path: Path, frames: int, quality: float, weights=None, refresh_per
     t0 = time.time()
     with VideoEncoder(buf, v.width, v.height, fmt="yuv420", quality=quality, weights=weights,
                       refresh_period=refresh_period, intra_period=intra_period, fps=v.fps,
-                      threads=threads) as enc:
+                      threads=threads, adaptive_intra=adaptive_intra) as enc:
         recs = [enc.encode((v.y[t], v.u[t], v.v[t])) for t in range(v.frames)]
     t_enc = time.time() - t0
     res = {"clip": path.name, "frames": v.frames, "size": [v.width, v.height],
            "quality": enc.quality, "refresh_period": refresh_period,
+           "adaptive_intra": adaptive_intra, "intra_frames": enc.intra_frames,
            "bpp": round(len(buf.getvalue()) * 8 / (v.frames * v.width * v.height), 4),
            "bpp_per_frame": [round(b * 8 / (v.width * v.height), 4) for b in enc.frame_bytes]}
     mses = [[_mse(p, rp) for p, rp in zip((v.y[t], v.u[t], v.v[t]), r)] for t, r in enumerate(recs)]
@@ -356,6 +359,8 @@ def main(argv=None) -> None:
     ap.add_argument("--qualities", default="0,3")
     ap.add_argument("--refresh", type=int, default=32, help="refresh period when measuring")
     ap.add_argument("--no-check", action="store_true", help="measure without decoding")
+    ap.add_argument("--adaptive-intra", action="store_true",
+                    help="measure with the encoder's adaptive intra frames (as `ncodec encode`)")
     ap.add_argument("--anchors", default="", help="also measure these classic codecs (x264,x265)")
     args, cfg = parse_with_config(ap, argv, CONFIGS, VideoModelConfig)
     if args.measure is not None:
@@ -364,7 +369,8 @@ def main(argv=None) -> None:
         for c in clips:
             for q in (float(x) for x in args.qualities.split(",")):
                 r = code_clip(c, args.frames_measured, q, args.weights, args.refresh,
-                              check=not args.no_check, threads=args.threads)
+                              check=not args.no_check, threads=args.threads,
+                              adaptive_intra=args.adaptive_intra)
                 print(json.dumps(r), flush=True)
             for a in filter(None, args.anchors.split(",")):
                 for r in code_anchor(c, args.frames_measured, a):
