@@ -481,7 +481,8 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
     if more_refs and vs:  # (no lossy reference: no matrix)
         table += vs_table(vs, kind, method)
     write_atomic(out / "table.md", table.encode(), force=True)
-    write_atomic(out / "rd.png", rd_plot(summary, kind, meta.get("input", "")), force=True)
+    title = " ".join(Path(i).name for i in meta.get("input", "").split())  # names, not paths
+    write_atomic(out / "rd.png", rd_plot(summary, kind, title), force=True)
     write_atomic(out / "meta.json", json_text({**meta, "versions": _versions(), "codecs": {
         a.name: {"description": a.description, "settings": list(a.settings)} for a in adapters}
     }).encode(), force=True)
