@@ -409,24 +409,28 @@ class VideoEncoder:
         refresh = (not intra and self.refresh_period > 0
                    and (s.since_intra + 1) % self.refresh_period == 0)
         before = s.state()
-        enc = RansEncoder()
-        rec = s.code(enc, intra, refresh, x=x)
-        payload = bytes([int(refresh)]) + enc.flush()
-        if not intra and self.adaptive_intra:
-            as_p = (enc, rec, payload, s.state())
+        enc, rec, payload = self._code(x, intra, refresh)
+        if not intra and self.adaptive_intra:  # also try it as an intra frame, keep the cheaper
+            after_p = s.state()
             s.set_state(before)
-            enc = RansEncoder()
-            rec = s.code(enc, True, False, x=x)
-            payload = bytes([0]) + enc.flush()
-            intra = s.rd_cost(x, rec, len(payload)) < s.rd_cost(x, as_p[1], len(as_p[2]))
-            if not intra:
-                enc, rec, payload, st = as_p
-                s.set_state(st)
+            tried = self._code(x, True, False)
+            intra = s.rd_cost(x, tried[1], len(tried[2])) < s.rd_cost(x, rec, len(payload))
+            if intra:
+                enc, rec, payload = tried
+            else:
+                s.set_state(after_p)
         self._w.write_unit(UnitType.KEY if intra else UnitType.INTER, enc.checksum, payload)
         self.frames += 1
         self.intra_frames += int(intra)
         self.frame_bytes.append(len(payload))
         return s.to_user(rec)
+
+    def _code(self, x: torch.Tensor, intra: bool, refresh: bool):
+        """Code the packed frame ``x`` (updating the session's state): (encoder, packed
+        reconstruction, unit payload = flag byte + rANS stream)."""
+        enc = RansEncoder()
+        rec = self._s.code(enc, intra, refresh, x=x)
+        return enc, rec, bytes([int(refresh)]) + enc.flush()
 
     def close(self) -> None:
         if not self._closed:
