@@ -347,10 +347,10 @@ class _Session:
         return p
 
 
-# Adaptive intra decisions from the last trial (a frame coded both ways): within a shot the
-# intra cost of consecutive frames differs by a few per cent, so clear margins are safe.
-_KEEP_P_BELOW = 0.9  # P cost / last intra cost under which the P frame is kept untried
-_INTRA_DIRECTLY_ABOVE = 1.3  # last trial's P / intra cost over which frames go intra untried
+# Adaptive intra decisions without coding every frame both ways: within a shot the intra cost
+# of consecutive frames differs by a few per cent (the P cost does not: it swings with the
+# motion), so a P frame clearly cheaper than the last intra trial needs no trial of its own.
+_KEEP_P_BELOW = 0.9  # P cost / last trial's intra cost under which the P frame is kept untried
 _MAX_UNTRIED = 7  # frames between trials at most
 
 
@@ -363,10 +363,9 @@ class VideoEncoder:
     R-th P frame after an intra frame (0 or -1: never); ``adaptive_intra`` (default on) codes
     other frames intra where that has the lower rate-distortion cost
     ``lambda(q) * 255^2 * MSE + bpp`` (encoder only: the decoder reads the frame type from the
-    stream). It codes a frame both ways (a trial) unless the last trial decides it: a P frame
-    costing under 0.9 x the last intra frame's cost is kept untried, and after a trial that
-    found the P frame following an intra frame over 1.3 x the intra frame's cost the next
-    frames are coded intra directly; at least every 8th frame is a trial. ``threads`` sets torch's threads.
+    stream). It codes a frame both ways (a trial) unless its P coding costs under 0.9 x the
+    intra cost of the last trial: then the P frame is kept untried (at least every 8th frame
+    is a trial). ``threads`` sets torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
     ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
     write that flag back, e.g. into y4m ``XCOLORRANGE=FULL``).
@@ -390,7 +389,7 @@ class VideoEncoder:
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         self.adaptive_intra = bool(adaptive_intra)
         # what the last trial of the adaptive intra decision measured (see the class docstring)
-        self._intra_cost, self._p_over_intra, self._untried = math.inf, 0.0, 0
+        self._intra_cost, self._untried = math.inf, 0
         fps = Fraction(fps).limit_denominator(1 << 20)
         hw, hh = (width + width % 2, height + height % 2) if fmt == "yuv420" else (width, height)
         params = self._s.params(self.intra_period, self.refresh_period)
@@ -419,28 +418,19 @@ class VideoEncoder:
         intra = s.ref_frame is None or (self.intra_period > 0 and self.frames % self.intra_period == 0)
         refresh = (not intra and self.refresh_period > 0
                    and (s.since_intra + 1) % self.refresh_period == 0)
-        adaptive = not intra and self.adaptive_intra
-        trial = adaptive and self._untried >= _MAX_UNTRIED
-        if adaptive and not trial and self._p_over_intra > _INTRA_DIRECTLY_ABOVE:
-            intra = True
-            self._untried += 1
-        before, after_intra = s.state(), s.since_intra == 0
-        enc, rec, payload = self._code(x, intra, refresh and not intra)
-        if self.adaptive_intra and intra and not adaptive:  # a forced intra frame's cost
+        before = s.state()
+        enc, rec, payload = self._code(x, intra, refresh)
+        if self.adaptive_intra and intra:  # a forced intra frame's cost
             self._intra_cost = s.rd_cost(x, rec, len(payload))
-        if adaptive and not intra:
+        elif self.adaptive_intra:
             p_cost = s.rd_cost(x, rec, len(payload))
-            if not trial and p_cost < _KEEP_P_BELOW * self._intra_cost:
+            if self._untried < _MAX_UNTRIED and p_cost < _KEEP_P_BELOW * self._intra_cost:
                 self._untried += 1
             else:  # the trial: also code it intra, keep the cheaper
                 after_p = s.state()
                 s.set_state(before)
                 tried = self._code(x, True, False)
-                self._intra_cost = s.rd_cost(x, tried[1], len(tried[2]))
-                # a P frame right after an intra frame is at its best: if even that one is
-                # dearer by far, the next ones will be too
-                self._p_over_intra = p_cost / self._intra_cost if after_intra else 0.0
-                self._untried = 0
+                self._intra_cost, self._untried = s.rd_cost(x, tried[1], len(tried[2])), 0
                 intra = self._intra_cost < p_cost
                 if intra:
                     enc, rec, payload = tried

@@ -166,31 +166,30 @@ def test_truncated_and_foreign_streams(yuv_stream):
 
 def test_adaptive_intra_keeps_the_cheaper_frame_and_stays_decodable(monkeypatch):
     """The encoder codes a frame intra where that costs less; the costs are dictated here, in
-    the order the encoder asks for them, to walk every path of the decision: a trial finding
-    the P frame after an intra frame much dearer (frame 1), so that the next frames are coded
-    intra directly (2, 3) until the trial forced after the most untried frames (4, P kept); a
-    P frame cheap against the last intra cost kept untried (5, 8); a trial keeping P (6); a
-    trial choosing intra after a P frame (7), which does not make the next frame intra. The
-    kept coding's state carries on, so the decoder, which only reads the frame types,
-    reproduces every frame, and the index lists the intra frames."""
+    the order the encoder asks for them, to walk every path of the decision: trials choosing
+    intra (frame 1) and P (2, 4); P frames cheap against the last trial's intra cost kept
+    untried (3, 6), until the trial forced after the most untried frames (4); a trial
+    choosing intra after P frames (5). The kept coding's state carries on, so the decoder,
+    which only reads the frame types, reproduces every frame, and the index lists the intra
+    frames."""
     import codec.video
     from codec.video import VideoDecoder, _Session
 
-    #        f0 I  f1 P f1 I f4 P f4 I f5 P f6 P  f6 I f7 P f7 I f8 P
-    costs = iter([1.0, 2.0, 1.0, 0.5, 1.0, 0.5, 0.95, 1.0, 2.0, 1.0, 0.5])
+    #        f0 I  f1 P f1 I f2 P  f2 I f3 P f4 P f4 I f5 P f5 I f6 P
+    costs = iter([1.0, 2.0, 1.0, 0.95, 1.0, 0.5, 0.5, 1.0, 2.0, 1.0, 0.5])
     monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
-    monkeypatch.setattr(codec.video, "_MAX_UNTRIED", 2)
-    data, recs, enc = encode("yuv420", 9, 36, 50, quality=1.0, refresh_period=2,
+    monkeypatch.setattr(codec.video, "_MAX_UNTRIED", 1)
+    data, recs, enc = encode("yuv420", 7, 36, 50, quality=1.0, refresh_period=2,
                              adaptive_intra=True)
-    assert next(costs, None) is None and enc.intra_frames == 5
+    assert next(costs, None) is None and enc.intra_frames == 3
     vm, im = tiny_models()
     dec = VideoDecoder(data, model=vm, intra_model=im)
-    assert [i for i, _ in dec._r.key_units()] == [0, 1, 2, 3, 7]
+    assert [i for i, _ in dec._r.key_units()] == [0, 1, 5]
     out = list(dec)
-    assert len(out) == 9 and all(same(a, b) for a, b in zip(out, recs))
-    assert dec.seek(6) == 3 and same(dec.read(), recs[3])
-    assert dec.seek(8) == 7 and same(dec.read(), recs[7])
-    p_only = encode("yuv420", 9, 36, 50, quality=1.0, refresh_period=2)
+    assert len(out) == 7 and all(same(a, b) for a, b in zip(out, recs))
+    assert dec.seek(4) == 1 and same(dec.read(), recs[1])
+    assert dec.seek(6) == 5 and same(dec.read(), recs[5])
+    p_only = encode("yuv420", 7, 36, 50, quality=1.0, refresh_period=2)
     assert p_only[2].intra_frames == 1 and same(p_only[1][0], recs[0])
 
 

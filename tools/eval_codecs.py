@@ -189,7 +189,7 @@ class NcodecVideo(VideoAdapter):
         return Video(y, u, v, dec.fps or Fraction(25))
 
     def signature(self) -> str:
-        # ai2: the trial-based adaptive intra decision (ai1, every frame coded both ways, gave
+        # ai2: the trial-based adaptive intra decision (ai1, every frame coded both ways, may give
         # other streams); bump it when the decision changes
         return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
                 f"r{self.refresh_period}|ai{2 if self.adaptive_intra else 0}")
