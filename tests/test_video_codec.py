@@ -166,17 +166,16 @@ def test_truncated_and_foreign_streams(yuv_stream):
 
 def test_adaptive_intra_keeps_the_cheaper_frame_and_stays_decodable(monkeypatch):
     """The encoder codes a frame intra where that costs less; the costs are dictated here, in
-    the order the encoder asks for them, to walk every path of the decision: trials choosing
-    intra (frame 1) and P (2, 4); P frames cheap against the last trial's intra cost kept
-    untried (3, 6), until the trial forced after the most untried frames (4); a trial
-    choosing intra after P frames (5). The kept coding's state carries on, so the decoder,
-    which only reads the frame types, reproduces every frame, and the index lists the intra
-    frames."""
+    the order the encoder asks for them, to walk every path of the decision: P frames cheap
+    against the last trial's intra cost kept untried (1, 5); the trial forced after the most
+    untried frames (2, keeping P; 6, choosing intra); trials choosing intra (3) and P (4).
+    The kept coding's state carries on, so the decoder, which only reads the frame types,
+    reproduces every frame, and the index lists the intra frames."""
     import codec.video
     from codec.video import VideoDecoder, _Session
 
-    #        f0 I  f1 P f1 I f2 P  f2 I f3 P f4 P f4 I f5 P f5 I f6 P
-    costs = iter([1.0, 2.0, 1.0, 0.95, 1.0, 0.5, 0.5, 1.0, 2.0, 1.0, 0.5])
+    #        f0 I  f1 P f2 P f2 I f3 P f3 I f4 P  f4 I f5 P f6 P f6 I
+    costs = iter([1.0, 0.5, 0.5, 1.0, 2.0, 1.0, 0.95, 1.0, 0.5, 2.0, 1.0])
     monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
     monkeypatch.setattr(codec.video, "_MAX_UNTRIED", 1)
     data, recs, enc = encode("yuv420", 7, 36, 50, quality=1.0, refresh_period=2,
@@ -184,13 +183,14 @@ def test_adaptive_intra_keeps_the_cheaper_frame_and_stays_decodable(monkeypatch)
     assert next(costs, None) is None and enc.intra_frames == 3
     vm, im = tiny_models()
     dec = VideoDecoder(data, model=vm, intra_model=im)
-    assert [i for i, _ in dec._r.key_units()] == [0, 1, 5]
+    assert [i for i, _ in dec._r.key_units()] == [0, 3, 6]
     out = list(dec)
     assert len(out) == 7 and all(same(a, b) for a, b in zip(out, recs))
-    assert dec.seek(4) == 1 and same(dec.read(), recs[1])
-    assert dec.seek(6) == 5 and same(dec.read(), recs[5])
+    assert dec.seek(5) == 3 and same(dec.read(), recs[3])
+    assert dec.seek(6) == 6 and same(dec.read(), recs[6])
     p_only = encode("yuv420", 7, 36, 50, quality=1.0, refresh_period=2)
-    assert p_only[2].intra_frames == 1 and same(p_only[1][0], recs[0])
+    assert p_only[2].intra_frames == 1 and same(p_only[1][1], recs[1])  # frame 1 kept as P
+    assert same(p_only[1][2], recs[2])  # and frame 2 after its trial
 
 
 def test_wrong_weights_file_is_a_codec_error(tmp_path):
