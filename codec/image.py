@@ -11,7 +11,7 @@ Images go in and come out as numpy ``H x W x 3`` uint8 arrays, Pillow images or 
 tensors (``C x H x W`` / ``N x C x H x W`` float in ``[0, 1]``, any device): the conversions
 are those of :mod:`codec.convert`; ``encode_batch`` / ``decode_batch`` code batches.
 
-Quality is continuous in ``[0, n_quality - 1]``; ``bpp=`` and ``psnr=`` targets search it.
+Quality is continuous in ``[q_min, n_quality - 1]`` (``-3 .. 7``); ``bpp=`` and ``psnr=`` targets search it.
 ``effort > 0`` refines the latent with stochastic Gumbel annealing (encoder only).
 """
 from __future__ import annotations
@@ -123,6 +123,7 @@ class ImageCodec(ArrayCodec):
                            tabs["tables.z.medians"].numpy().astype(np.float64))
         self.model.deterministic()
         self.n_quality = self.model.cfg.n_quality
+        self.q_min = float(self.model.q_min)
 
     # ------------------------------------------------------------------------------------
     @staticmethod
@@ -171,12 +172,14 @@ class ImageCodec(ArrayCodec):
         """A complete ``.ncz`` file of one image (numpy ``H x W x 3`` or ``H x W`` uint8, PIL
         image, torch ``C x H x W`` or ``1 x C x H x W``; grey is coded as RGB).
 
-        ``quality`` in ``[0, n_quality - 1]`` (continuous, higher is better; default 4, or the
+        ``quality`` in ``[q_min, n_quality - 1]`` (continuous, higher is better; default 4, or the
         top quality of a model with fewer); a ``bpp`` or
-        ``psnr`` target overrides it; ``effort > 0`` refines the latent (slower encoder).
+        ``psnr`` target overrides it; ``effort`` 1 or 2 refines the latent (slower encoder).
         Raises :class:`CodecError` for input it cannot code (alpha, 16-bit, wrong shape) and
         for a quality outside the model's range.
         """
+        if effort:
+            _sga_schedule(effort)  # an unknown effort fails before any work
         a = self._check_image(image)
         h, w = a.shape[:2]
         x = self._to_tensor(a)
@@ -185,7 +188,7 @@ class ImageCodec(ArrayCodec):
 
         def latent(q: float) -> torch.Tensor:
             y = feat / self.model._scaler(self.model.q_enc, torch.tensor([float(q)]))
-            if effort > 0:
+            if effort:
                 y = self._refine(x, y, q, effort)
             return y
 
@@ -212,8 +215,8 @@ class ImageCodec(ArrayCodec):
         top = self.n_quality - 1
         if quality is None:
             return min(4.0, top)
-        if not 0.0 <= float(quality) <= top:  # also NaN; e.g. JPEG's 0..100
-            raise CodecError(f"quality {quality} is out of ncodec's range 0..{top}")
+        if not self.q_min <= float(quality) <= top:  # also NaN; e.g. JPEG's 0..100
+            raise CodecError(f"quality {quality} is out of ncodec's range {self.q_min:g}..{top}")
         return float(quality)
 
     def encode_with_reconstruction(self, image: ImageLike,
@@ -234,7 +237,7 @@ class ImageCodec(ArrayCodec):
         """Bisection on the (monotone) quality for a target of ``measure``. With ``at_least``
         the result is the cheapest file meeting the target (or the best reachable); otherwise
         the file closest to the target (within ``rel``, or the closest found)."""
-        lo, hi = 0.0, self.n_quality - 1.0
+        lo, hi = self.q_min, self.n_quality - 1.0
         best: bytes | None = None
         best_err = math.inf
         ok: tuple[float, bytes] | None = None
@@ -299,11 +302,21 @@ class ImageCodec(ArrayCodec):
     # ------------------------------------------------------------------------------------
     def _refine(self, x: torch.Tensor, y: torch.Tensor, q: float, effort: int) -> torch.Tensor:
         """Stochastic Gumbel annealing (Yang, Bamler & Mandt, NeurIPS 2020) of the latent:
-        ``100 * effort`` Adam steps on the rate-distortion loss with soft rounding whose
-        temperature anneals to hard rounding. Encoder only: the decoder is unchanged."""
+        Adam steps on the rate-distortion loss with soft rounding whose temperature anneals
+        to hard rounding, as many as :data:`models.sga.EFFORTS` gives ``effort``. Encoder
+        only: the decoder is unchanged."""
         from models.sga import sga_refine
 
-        return sga_refine(self.model, x, y, q, iters=100 * effort)
+        return sga_refine(self.model, x, y, q, *_sga_schedule(effort))
+
+
+def _sga_schedule(effort: int) -> tuple[int, float]:
+    from models.sga import EFFORTS
+
+    if effort not in EFFORTS:
+        raise CodecError(f"effort {effort} is not one of 0 (no refinement), "
+                         + ", ".join(map(str, EFFORTS)))
+    return EFFORTS[effort]
 
 
 def _q_of(data: bytes) -> float:

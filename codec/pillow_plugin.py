@@ -7,7 +7,7 @@
 
     im = Image.open("photo.ncz")    # reads the header only: im.size, im.mode, im.info
     im.load()                       # decodes the pixels (image or lossless stream)
-    im.save("copy.ncz", quality=3.5)            # learned codec, quality 0..7 (bpp=, psnr=, effort=)
+    im.save("copy.ncz", quality=3.5)            # learned codec, quality -3..7 (bpp=, psnr=, effort=)
     im.save("exact.ncz", lossless=True)         # lossless codec (model="hclt-photo")
 
 ``Image.open`` parses only the signature and the ``HEAD`` chunk; the codecs (and torch) are

@@ -75,7 +75,7 @@ def test_encode_rejects_quality_out_of_range(tmp_path):
     p = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(p)
     r = run("encode", str(p), "-o", str(tmp_path / "x.ncz"), "-q", "90")  # not JPEG's 0..100
-    assert r.returncode == 1 and b"out of ncodec's range 0..7" in r.stderr
+    assert r.returncode == 1 and b"out of ncodec's range -3..7" in r.stderr
     assert r.stderr.count(b"\n") == 1 and not (tmp_path / "x.ncz").exists()
 
 

@@ -225,3 +225,28 @@ def test_promote_only_when_better(tmp_path):
     assert entry["steps"] == 20
     assert [h["steps"] for h in entry["history"]] == [5, 10]
     assert entry["history"][-1]["bd_rate_psnr_vs"]["webp"] == 10.0
+
+
+def test_image_eval_cache_reuses_results(tmp_path, monkeypatch):
+    """image_eval --cache: a result measured once is read back, not measured again."""
+    from PIL import Image
+
+    from codec.image import DEFAULT_MODEL, WEIGHTS_DIR
+    import tools.image_eval as ie
+
+    weights = WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"
+    if not weights.exists():
+        pytest.skip("no shipped image weights")
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (176, 176, 3), np.uint8)).save(img)
+    ie._init_worker(str(weights), [str(img)], 0, 1, str(tmp_path / "cache"))
+    first = ie._worker((1.0, 0))
+    assert first["bpp"] > 0 and len(list((tmp_path / "cache").glob("*.json"))) == 1
+
+    def no_measure(*_):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(ie, "_measure", no_measure)
+    assert ie._worker((1.0, 0)) == first
+    with pytest.raises(AssertionError, match="again"):
+        ie._worker((2.0, 0))  # another quality is another result

@@ -157,8 +157,10 @@ def test_shipped_model_quality_and_rate_control():
     entry = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert entry["sha256"] == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     img = _images()[0]
-    lo, hi = c.encode(img, quality=0.0), c.encode(img, quality=c.n_quality - 1.0)
-    assert len(lo) < len(hi)
+    lo, mid, hi = (c.encode(img, quality=q) for q in (c.q_min, 0.0, c.n_quality - 1.0))
+    assert len(lo) < len(mid) < len(hi)  # below index 0 the knob extrapolates
+    with pytest.raises(CodecError, match="range"):
+        c.encode(img, quality=c.q_min - 0.5)
     out = c.decode(hi)
     mse = np.mean((out.astype(float) - img) ** 2)
     assert 10 * np.log10(255 ** 2 / mse) > 22  # the shipped model is young (see its registry)
@@ -175,6 +177,9 @@ def test_effort_refinement_decodes(codec):
     data = codec.encode(img, quality=1.0, effort=1)  # SGA: encoder only
     out = codec.decode(data)
     assert out.shape == img.shape
+    for bad in (-1, 3):
+        with pytest.raises(CodecError, match="effort"):
+            codec.encode(img, quality=1.0, effort=bad)
 
 
 def test_bpp_and_psnr_targets(codec):

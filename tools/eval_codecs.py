@@ -72,7 +72,8 @@ class VideoAdapter:
 
 
 class NcodecImage(ImageAdapter):
-    """ncodec's learned image codec (``codec.image.ImageCodec``) at integer quality indexes."""
+    """ncodec's learned image codec (``codec.image.ImageCodec``) at the integer qualities of
+    its range (extrapolated ones below index 0 included)."""
 
     def __init__(self, variant: str | None = None):
         from codec.image import ImageCodec
@@ -80,7 +81,7 @@ class NcodecImage(ImageAdapter):
         self.codec = ImageCodec(weights=variant) if variant else ImageCodec()
         n = int(self.codec.model.cfg.n_quality)
         self.name = "ncodec" + (f"@{variant}" if variant else "")
-        self.settings = tuple(range(n))
+        self.settings = tuple(range(int(self.codec.q_min), n))
         self.description = f"ncodec learned image codec, model {self.codec.model_id}"
 
     def encode(self, img, setting):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import statistics
 import time
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from codec.image import DEFAULT_MODEL, WEIGHTS_DIR, ImageCodec
 from codec.metrics import bpp, ms_ssim, ms_ssim_db, psnr
+from models.sga import EFFORTS
 from tools.bdrate import bd_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,16 +65,36 @@ def psnr_at(rates: list[float], psnrs: list[float], targets=(0.25, 0.5, 1.0)) ->
 _W: dict = {}
 
 
-def _init_worker(weights: str, files: list[str], effort: int, threads: int = 1) -> None:
-    """Per process: the codec, the images, the effort (1 torch thread in pool workers)."""
+def _init_worker(weights: str, files: list[str], effort: int, threads: int = 1,
+                 cache: str = "") -> None:
+    """Per process: the codec, the images, the effort (1 torch thread in pool workers) and
+    the result cache folder (``""``: none)."""
     if threads:
         torch.set_num_threads(threads)
-    _W.update(codec=ImageCodec(weights), images=[_load(Path(f)) for f in files], effort=effort)
+    _W.update(codec=ImageCodec(weights), files=files, images=[_load(Path(f)) for f in files],
+              effort=effort, cache=cache)
 
 
 def _worker(task: tuple[float, int]) -> dict:
-    """One image at one quality: real file, decode, metrics, timings."""
+    """One image at one quality, from the cache or measured (and then cached)."""
     q, i = task
+    if not _W["cache"]:
+        return _measure(q, i)
+    codec, effort = _W["codec"], _W["effort"]
+    key = json.dumps([codec.digest.hex(), effort, EFFORTS.get(effort), q, Path(_W["files"][i]).name])
+    f = Path(_W["cache"]) / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    if f.exists():
+        return json.loads(f.read_text())
+    r = _measure(q, i)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps(r))
+    tmp.replace(f)
+    return r
+
+
+def _measure(q: float, i: int) -> dict:
+    """One image at one quality: real file, decode, metrics, timings."""
     codec, img, effort = _W["codec"], _W["images"][i], _W["effort"]
     h, w = img.shape[:2]
     t0 = time.perf_counter()
@@ -102,6 +124,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="worker processes (1 torch thread each) for the Kodak measurements")
+    ap.add_argument("--cache", default="", metavar="DIR",
+                    help="keep each image's result here and reuse it (same weights, effort "
+                         "and quality), so that a long run (--effort) can be stopped and resumed")
     ap.add_argument("--out", default="")
     ap.add_argument("--registry", action="store_true",
                     help="also record the results in the weights' registry JSON")
@@ -127,11 +152,12 @@ def main(argv=None) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.jobs, mp.get_context("forkserver"), initializer=_init_worker,
-                                 initargs=(args.weights, [str(f) for f in files], args.effort)) as ex:
+                                 initargs=(args.weights, [str(f) for f in files], args.effort, 1,
+                                           args.cache)) as ex:
             results = list(tqdm(ex.map(_worker, tasks), total=len(tasks), desc="kodak",
                                 disable=None))
     else:
-        _init_worker(args.weights, [str(f) for f in files], args.effort, args.threads)
+        _init_worker(args.weights, [str(f) for f in files], args.effort, args.threads, args.cache)
         results = [_worker(t) for t in tqdm(tasks, desc="kodak", disable=None)]
     points = []
     for q in qs:
