@@ -11,8 +11,9 @@ Images go in and come out as numpy ``H x W x 3`` uint8 arrays, Pillow images or 
 tensors (``C x H x W`` / ``N x C x H x W`` float in ``[0, 1]``, any device): the conversions
 are those of :mod:`codec.convert`; ``encode_batch`` / ``decode_batch`` code batches.
 
-Quality is continuous in ``[q_min, n_quality - 1]`` (``-3 .. 7``); ``bpp=`` and ``psnr=`` targets search it.
-``effort > 0`` refines the latent with stochastic Gumbel annealing (encoder only).
+Quality is continuous in ``[q_min, n_quality - 1]`` (``-3 .. 7``); ``bpp=`` and ``psnr=``
+targets search it. ``effort`` 1 or 2 refines the latent with stochastic Gumbel annealing
+(encoder only; steps in :data:`models.sga.EFFORTS`).
 """
 from __future__ import annotations
 

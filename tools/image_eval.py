@@ -26,7 +26,8 @@ import torch
 
 from tqdm import tqdm
 
-from codec.image import DEFAULT_MODEL, WEIGHTS_DIR, ImageCodec
+from codec.image import DEFAULT_MODEL, FORMAT_VERSION, WEIGHTS_DIR, ImageCodec
+from codec.io import write_atomic
 from codec.metrics import bpp, ms_ssim, ms_ssim_db, psnr
 from models.sga import EFFORTS
 from tools.bdrate import bd_rate
@@ -81,15 +82,14 @@ def _worker(task: tuple[float, int]) -> dict:
     if not _W["cache"]:
         return _measure(q, i)
     codec, effort = _W["codec"], _W["effort"]
-    key = json.dumps([codec.digest.hex(), effort, EFFORTS.get(effort), q, Path(_W["files"][i]).name])
+    key = json.dumps([FORMAT_VERSION, codec.digest.hex(), effort, EFFORTS.get(effort), q,
+                      Path(_W["files"][i]).name])
     f = Path(_W["cache"]) / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
     if f.exists():
         return json.loads(f.read_text())
     r = _measure(q, i)
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps(r))
-    tmp.replace(f)
+    write_atomic(f, json.dumps(r).encode(), force=True)
     return r
 
 
@@ -137,6 +137,8 @@ def main(argv=None) -> None:
                          "beat the shipped entry's (implies --registry; results go beside the "
                          "candidate unless it is promoted)")
     args = ap.parse_args(argv)
+    if args.promote and args.effort:
+        ap.error("--promote compares effort-0 results; leave out --effort")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -223,8 +225,9 @@ def main(argv=None) -> None:
                       "psnr_at_bpp": res["psnr_at_bpp"], "psnr_gain_at_bpp_vs_anchors": gain,
                       "timing": timing}, indent=1))
     if args.registry and entry_path.exists():
-        entry["kodak"] = {
-            "measured_by": "python -m tools.image_eval (real files, 24 images)",
+        entry["kodak_effort%d" % args.effort if args.effort else "kodak"] = {
+            "measured_by": "python -m tools.image_eval (real files, 24 images)"
+                           + (f"; SGA (steps, lr) {EFFORTS[args.effort]}" if args.effort else ""),
             "points": [{k: round(p[k], 4) for k in ("quality", "bpp", "psnr", "msssim",
                                                       "est_over_actual") if k in p} for p in points],
             "bd_rate_psnr_vs": {k: round(v["psnr_pchip"], 2) for k, v in bd.items()},
