@@ -154,3 +154,22 @@ def test_command_line(tmp_path):
         assert part in line, part
     assert line.index("tools.train_video") < line.index("tools.train_image") < line.index("wait")
 
+
+
+def test_shipped_weights_travel_with_the_tree(tmp_path):
+    """prepare with a shipped weights file that git tracks carries no checkpoint: the device
+    trainer starts from the file itself (--init); --fp32 drops bf16, --pack-moments is passed."""
+    shipped = gpu_kit.ROOT / "codec" / "weights" / "image_small.safetensors"
+    assert gpu_kit._travels(shipped)
+    other = tmp_path / "w.safetensors"
+    other.write_bytes(b"")
+    assert not gpu_kit._travels(other)
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    (kit / "kit.json").write_text(json.dumps({"image": {
+        "init": "codec/weights/image_small.safetensors", "lr": None, "step": 1}}))
+    line = gpu_kit.command(gpu_kit.parser().parse_args(
+        ["command", "--kit", str(kit), "--fp32", "--pack-moments", "none"]))
+    subprocess.run(["bash", "-n", "-c", line], check=True)
+    assert "--init codec/weights/image_small.safetensors" in line and "image.pt" not in line
+    assert "--bf16" not in line and "--moments none" in line

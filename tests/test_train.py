@@ -147,6 +147,18 @@ def test_init_from_weights(photos, image_main, tmp_path):
         assert torch.equal(v, loaded[k].float()), k
 
 
+def test_warm_restart_and_decay_minute(photos, image_main, tmp_path):
+    """A run started from exported weights (fresh Adam moments) warms its learning rate up
+    again from that step; --decay-minute 0 decays it from the second step on."""
+    image_main(_image_args(photos, tmp_path / "a", "--steps", "2"))
+    weights = tmp_path / "w.safetensors"
+    image_main(_image_args(photos, tmp_path / "a", "--export", str(weights)))
+    image_main(_image_args(photos, tmp_path / "b", "--steps", "5", "--init", str(weights),
+                           "--lr", "3e-3", "--decay", "0.5", "--decay-minute", "0"))
+    lrs = [r["lr"] for r in _log(tmp_path / "b")]
+    assert lrs == pytest.approx([3e-3 / 300, 3e-3 * 2 / 300 * 0.5, 3e-3 * 3 / 300 * 0.5], rel=1e-3)
+
+
 def test_image_bf16(photos, image_main, tmp_path):
     image_main(_image_args(photos, tmp_path, "--steps", "2", "--bf16"))
     assert [r["step"] for r in _log(tmp_path)] == [1, 2]

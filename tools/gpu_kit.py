@@ -24,7 +24,9 @@ the CPU (mkdir DIR, then ``bash -c "$(...)"`` it in the repository's root).
 included, once their data caches exist); ``.gpu/image.pt`` / ``.gpu/video.pt``, weights-only
 copies of the checkpoints that the trainers resume from as they are (weights in float16, the
 optimizer's parameter groups with an empty state: Adam starts its moments afresh;
-``--moments`` keeps them, in bfloat16); ``.gpu/photos/``, patches cut from the decoded photo
+``--moments`` keeps them, in bfloat16), or none for a shipped weights file that git tracks
+here (it travels with the working tree: the device trainer starts from it with ``--init``);
+``.gpu/photos/``, patches cut from the decoded photo
 cache of :func:`tools.train_image.build_cache`, PNG (or ``--jpeg Q``: three times as many at
 q95), that the image trainer takes as ``--data`` (it decodes them into its own cache under
 ``$XDG_CACHE_HOME`` there, in a second); ``.gpu/video/cache_K_F_S_qQ.npz``, a random subset
@@ -35,12 +37,12 @@ The photos fill what the 64 MiB limit on the working tree plus the carry leaves
 ``command`` prints one shell line (under 2000 characters): install the wheels into /tmp/site;
 export ``PYTHONPATH``, ``XDG_CACHE_HOME``, ``PYTHONUNBUFFERED``; put the carried checkpoints
 in place under ``--run-dir``; train image (and video at the same time, when the kit has it)
-with ``--device cuda --bf16 --minutes M`` and ``--lr`` the rate the checkpoint was at (its
+with ``--device cuda --bf16 --minutes M`` (``--fp32``: no bf16) and ``--lr`` the rate the checkpoint was at (its
 warm-up and decay applied; other options at the trainers' defaults: add the run's own with
 ``--image-args`` / ``--video-args``, which win), each under a ``timeout`` that sends SIGTERM
 (stop and checkpoint) ``--grace`` seconds after M minutes; then :func:`pack` the final
-checkpoints into ``$OUT`` (float32 weights, bfloat16 Adam moments, files under 15.5 MiB: at most
-8 files come back) beside the JSON logs, all of it ``tee``'d to ``$OUT/log``.
+checkpoints into ``$OUT`` (float32 weights, bfloat16 Adam moments or ``--pack-moments``, files
+under 15.5 MiB: at most 8 files and 64 MiB come back) beside the JSON logs, all of it ``tee``'d to ``$OUT/log``.
 """
 from __future__ import annotations
 
@@ -316,6 +318,16 @@ def video_cache_of(ckpt: Path, st: dict) -> Path:
     return found[-1]
 
 
+def _travels(weights: Path) -> bool:
+    """An exported weights file that git tracks in this repository (a shipped model): it
+    travels with the working tree, so the device trainer starts from it with ``--init``."""
+    p = weights.resolve()
+    if p.suffix != ".safetensors" or not p.is_relative_to(ROOT):
+        return False
+    return subprocess.run(["git", "ls-files", "--error-unmatch", str(p.relative_to(ROOT))], cwd=ROOT,
+                          capture_output=True).returncode == 0
+
+
 def prepare(args) -> dict:
     kit, whl = Path(args.kit), Path(args.whl)
     kit.mkdir(parents=True, exist_ok=True)
@@ -332,8 +344,12 @@ def prepare(args) -> dict:
         man["video"].update(video_subset(src, kit / "video", int(args.video_mib * MIB), args.seed),
                             source_cache=str(src))
     if args.image_ckpt:
-        man["image"] = slim_ckpt(Path(args.image_ckpt), kit / "image.pt", args.moments,
-                                 args.weights_dtype)
+        src = Path(args.image_ckpt)
+        if _travels(src):
+            man["image"] = {"init": str(src.resolve().relative_to(ROOT)), "lr": None,
+                            "step": _load(src)["step"]}
+        else:
+            man["image"] = slim_ckpt(src, kit / "image.pt", args.moments, args.weights_dtype)
         if args.photos_mib is not None:
             budget = int(args.photos_mib * MIB)
         else:
@@ -366,7 +382,8 @@ def command(args) -> str:
                                     else p.resolve()))
     py, out, r, m = args.python, args.out, shlex.quote(args.run_dir), args.minutes
     kill = f"timeout -k 20 {round(m * 60 + args.grace)}"
-    common = f"--device {args.device} --bf16 --minutes {m:g} --threads {args.threads} --ckpt-every 120"
+    bf16 = "" if args.fp32 else " --bf16"
+    common = f"--device {args.device}{bf16} --minutes {m:g} --threads {args.threads} --ckpt-every 120"
     steps = ["set -o pipefail", f"rm -rf {r}", f"mkdir -p {r}/image {r}/video/run {r}/xdg"]
     setup = [] if args.no_install else [
         f"{py} -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade "
@@ -386,15 +403,19 @@ def command(args) -> str:
         packs.append(("video", f"{r}/video/run"))
     if "image" in man:
         i = man["image"]
-        setup.append(f"cp {rel(kit / 'image.pt')} {r}/image/last.pt")
+        if "init" in i:
+            start = f"--init {shlex.quote(i['init'])}"
+        else:
+            setup.append(f"cp {rel(kit / 'image.pt')} {r}/image/last.pt")
+            start = ""
         body.append(" ".join([f"{kill} {py} -m tools.train_image --out {r}/image",
                               f"--data {rel(kit / 'photos')} --batch {args.batch}",
-                              f"--batch-late {args.batch}", _lr(i), common,
+                              f"--batch-late {args.batch}", start, _lr(i), common,
                               args.image_args]).rstrip())
         packs.insert(0, ("image", f"{r}/image"))
     body.append("wait")
     for name, d in packs:
-        body += [f"{py} -m tools.gpu_kit pack {d}/last.pt {out}/{name}",
+        body += [f"{py} -m tools.gpu_kit pack {d}/last.pt {out}/{name} --moments {args.pack_moments}",
                  f"cp {d}/log.jsonl {out}/{name}.log.jsonl"]
     gpu = ["nvidia-smi -L"] if args.device == "cuda" else []
     inner = ["date -u", *gpu, " && ".join(setup) + " || exit 1", *body, f"ls -l {out}", "date -u"]
@@ -441,6 +462,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=32, help="image batch (also --batch-late)")
     c.add_argument("--video-batch", type=int, default=16)
     c.add_argument("--threads", type=int, default=4)
+    c.add_argument("--fp32", action="store_true",
+                   help="train in float32 (TF32 matmuls and convolutions) instead of bf16 autocast")
+    c.add_argument("--pack-moments", default="bfloat16", choices=("float32", "bfloat16", "none"),
+                   help="Adam's moments in what comes back (none: weights only; what comes back "
+                        "is 64 MiB at most, and the image model's float32 weights take 44)")
     c.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     c.add_argument("--image-args", default="", help="more train_image options (they win)")
     c.add_argument("--video-args", default="", help="more train_video options (they win)")

@@ -44,6 +44,10 @@ def add_run_args(ap: argparse.ArgumentParser, ckpt_every: float) -> None:
                     help="wall-clock budget of this process: after that many minutes (counted "
                          "from its start) training stops as on SIGTERM, with its final "
                          "checkpoint (default: no limit)")
+    ap.add_argument("--decay-minute", type=float, default=None,
+                    help="from this many minutes after the process start on, the learning rate "
+                         "is decayed as from --decay-step (a schedule for a --minutes budget "
+                         "whose step rate is not known in advance)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pid-file", default="")
@@ -141,6 +145,7 @@ class TrainRun:
         self.device = torch.device(kind, self.local_rank) if kind == "cuda" else torch.device("cpu")
         if kind == "cuda":
             torch.cuda.set_device(self.device)
+            torch.set_float32_matmul_precision("high")  # TF32 matmuls (cuDNN convs use it already)
         # a process group that the caller set up is used and left to it
         self._own_group = self.distributed and not dist.is_initialized()
         if self._own_group:
@@ -155,6 +160,8 @@ class TrainRun:
         self.elapsed = 0.0
         self._t_last = self._t_ckpt = time.time()
         self._stop = False
+        self.decayed = False  #: --decay-minute has passed (shared by all ranks)
+        self.warm_start = 0  #: the step where the optimizer started afresh (see resume)
         self._handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self._log = open(out / "log.jsonl", "a") if self.is_main else None
         self._bar = None
@@ -235,7 +242,10 @@ class TrainRun:
     def resume(self, model: torch.nn.Module, opt, aux_opt=None, strict: bool = True) -> int:
         """Load ``ckpt`` when it exists (every rank reads it): model (``strict=False``: report
         new and dropped parameters), optimizer (fresh when its groups changed), auxiliary
-        optimizer, clock. Returns the step to continue from (0 without a checkpoint)."""
+        optimizer, clock. Returns the step to continue from (0 without a checkpoint), and sets
+        :attr:`warm_start` to it where the optimizer starts afresh (from there the trainers warm
+        the learning rate up again), else to 0."""
+        self.warm_start = 0
         if not self.ckpt.exists():
             return 0
         st = torch.load(self.ckpt, map_location="cpu", weights_only=False)
@@ -245,10 +255,12 @@ class TrainRun:
         groups = lambda sd: [len(g["params"]) for g in sd["param_groups"]]  # noqa: E731
         if st["opt"] is None:
             self.say("no optimizer state saved: fresh optimizer state")
+            self.warm_start = st["step"]
         elif groups(st["opt"]) == groups(opt.state_dict()):
             opt.load_state_dict(st["opt"])
         else:
             self.say("optimizer layout changed: fresh optimizer state")
+            self.warm_start = st["step"]
         if aux_opt is not None and st.get("aux_opt") is not None:
             aux_opt.load_state_dict(st["aux_opt"])
         self.elapsed = st["elapsed"]
@@ -291,7 +303,7 @@ class TrainRun:
         its postfix); call ``checkpoint`` when ``--ckpt-every`` seconds have passed on rank 0.
         Returns False once SIGTERM / SIGINT reached any rank or rank 0's process has run for
         ``--minutes``: the loop should end (and write its final checkpoint). Both decisions are
-        shared by all ranks."""
+        shared by all ranks, as is :attr:`decayed` (``--decay-minute`` has passed)."""
         now = time.time()
         self.elapsed += min(now - self._t_last, 60.0)  # a paused process does not count
         self._t_last = now
@@ -303,12 +315,17 @@ class TrainRun:
                 and now - PROCESS_START >= 60.0 * budget:
             self.say(f"--minutes {budget:g}: the wall-clock budget is spent, stopping")
             self._stop = True
-        flags = [float(self._stop), float(self.is_main and now - self._t_ckpt > self.args.ckpt_every)]
+        decay = getattr(self.args, "decay_minute", None)
+        flags = [float(self._stop), float(self.is_main and now - self._t_ckpt > self.args.ckpt_every),
+                 float(self.is_main and decay is not None and now - PROCESS_START >= 60.0 * decay)]
         if self.distributed:
             t = torch.tensor(flags, device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             flags = t.tolist()
         stop, due = flags[0] > 0, flags[1] > 0
+        if flags[2] > 0 and not self.decayed:
+            self.decayed = True
+            self.say(f"--decay-minute {decay:g}: learning rate decayed")
         if due and not stop:
             checkpoint()
         return not stop

@@ -303,7 +303,8 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
         batch = args.batch if step < args.late_step else args.batch_late
         x = sampler.batch(batch, size).to(dev).contiguous(memory_format=fmt)
         q = (torch.rand(batch) * (nq - 1)).to(dev)
-        warm = min(1.0, (step + 1) / 300) * (args.decay if step >= args.decay_step else 1.0)
+        decayed = step >= args.decay_step or run.decayed
+        warm = min(1.0, (step + 1 - run.warm_start) / 300) * (args.decay if decayed else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
         with run.autocast():
@@ -325,7 +326,8 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
         if step % args.log_every == 0 and acc["n"]:
             n = acc.pop("n")
             run.log({"step": step, "time": round(run.elapsed, 1), "crop": size, "batch": batch,
-                     **{k: round(v / n, 4) for k, v in acc.items()}, "aux": round(aux.item(), 2)})
+                     **{k: round(v / n, 4) for k, v in acc.items()}, "aux": round(aux.item(), 2),
+                     "lr": float(f"{opt.param_groups[0]['lr']:.4g}")})
             acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
         if kodak is not None and step % args.eval_every == 0:
             run.log({"step": step, "time": round(run.elapsed, 1),

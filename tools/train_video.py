@@ -431,7 +431,8 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
         q = torch.rand(args.batch) * (nq - 1)
         sq, ir = batch(idx, q, fmt, args.crop_single if single else args.size)
         q = q.to(dev)
-        warm = min(1.0, (step + 1) / 200) * (args.decay if step >= args.decay_step else 1.0)
+        decayed = step >= args.decay_step or run.decayed
+        warm = min(1.0, (step + 1 - run.warm_start) / 200) * (args.decay if decayed else 1.0)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * g.get("gain", 1.0)
         ramp = min(1.0, max(0.0, (step - args.y_ramp_start - args.y_hold) / args.y_ramp_steps))
