@@ -72,6 +72,7 @@ def save_weights(model, tensors: dict, dest: Path, fmt: str, info: dict | None =
     from safetensors.torch import save_file
 
     cfg = model.cfg.to_dict()
+    dest.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(dest), metadata={"config": json.dumps(cfg), "format": fmt})
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     entry = {"model_id": dest.stem, "file": dest.name, "sha256": digest,
@@ -282,7 +283,7 @@ class ImageCodec(ArrayCodec):
         header, units = unpack(bytes(data))
         if header.kind != StreamKind.IMAGE:
             raise CodecError(f"not an image stream ({StreamKind(header.kind).name.lower()})")
-        if header.weights_digest != self.digest:
+        if not header.digest_matches(self.digest):
             raise CodecError(f"the file was made with other model weights (model "
                              f"{header.model_id!r}, digest {header.weights_digest.hex()[:16]}...) "
                              f"than the loaded {self.model_id!r}")

@@ -173,7 +173,7 @@ class LosslessCodec(ArrayCodec):
         if len(units) != 1:
             raise FormatError(f"a lossless image holds 1 unit, this file has {len(units)}")
         tables, digest, _ = load_circuit(header.model_id, self.weights_dir)
-        if header.weights_digest != digest:
+        if not header.digest_matches(digest):
             raise CodecError(f"file was made with other weights for {header.model_id} "
                              f"(digest {header.weights_digest.hex()[:16]}..., "
                              f"shipped {digest.hex()[:16]}...)")
@@ -230,7 +230,7 @@ class LosslessCodec(ArrayCodec):
         if header.model_id not in MODELS or header.model_id == "hclt-photo":
             raise CodecError(f"image-set stream with unknown model {header.model_id!r}")
         tables, digest, _ = load_circuit(header.model_id, self.weights_dir)
-        if header.weights_digest != digest:
+        if not header.digest_matches(digest):
             raise CodecError(f"file was made with other weights for {header.model_id}")
         if header.width * header.height != tables.num_vars:
             raise FormatError("image size does not match the circuit")

@@ -486,7 +486,7 @@ class VideoDecoder:
         if not (0 < w <= h.width and 0 < hh <= h.height):
             raise FormatError("header params: bad width/height")
         self._s = _Session(fmt, w, hh, h.quality, weights, model, intra_weights, intra_model)
-        if h.weights_digest != self._s.digest:
+        if not h.digest_matches(self._s.digest):
             raise CodecError(f"the stream was made with other video model weights (model "
                              f"{h.model_id!r}, digest {h.weights_digest.hex()[:16]}...) than the "
                              f"loaded {self._s.model_id!r}")

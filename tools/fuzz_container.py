@@ -57,14 +57,21 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
 
 
 def _fix_crcs(b: bytearray) -> bytes:
-    """Recompute every chunk CRC that the chunk walk can reach (to get past the CRC checks)."""
+    """Recompute every chunk CRC that the chunk walk can reach (to get past the CRC checks):
+    chunks are a varint length, a 4-byte type, the payload and the CRC (FORMAT.md)."""
     pos = 10
-    while pos + 8 <= len(b):
-        length, = struct.unpack_from("<I", b, pos)
-        end = pos + 8 + length
+    while pos < len(b):
+        length = shift = 0
+        while pos < len(b) and shift < 35:
+            length |= (b[pos] & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if not b[pos - 1] & 0x80:
+                break
+        end = pos + 4 + length
         if end + 4 > len(b):
             break
-        struct.pack_into("<I", b, end, zlib.crc32(bytes(b[pos + 4:end])))
+        struct.pack_into("<I", b, end, zlib.crc32(bytes(b[pos:end])))
         pos = end + 4
     return bytes(b)
 

@@ -26,6 +26,7 @@ import torch
 
 from tqdm import tqdm
 
+from bitstream.container import VERSION as CONTAINER_VERSION
 from codec.image import DEFAULT_MODEL, FORMAT_VERSION, WEIGHTS_DIR, ImageCodec
 from codec.io import write_atomic
 from codec.metrics import bpp, ms_ssim, ms_ssim_db, psnr
@@ -82,8 +83,8 @@ def _worker(task: tuple[float, int]) -> dict:
     if not _W["cache"]:
         return _measure(q, i)
     codec, effort = _W["codec"], _W["effort"]
-    key = json.dumps([FORMAT_VERSION, codec.digest.hex(), effort, EFFORTS.get(effort), q,
-                      Path(_W["files"][i]).name])
+    key = json.dumps([FORMAT_VERSION, CONTAINER_VERSION, codec.digest.hex(), effort,
+                      EFFORTS.get(effort), q, Path(_W["files"][i]).name])
     f = Path(_W["cache"]) / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
     if f.exists():
         return json.loads(f.read_text())
