@@ -159,6 +159,14 @@ def test_warm_restart_and_decay_minute(photos, image_main, tmp_path):
     assert lrs == pytest.approx([3e-3 / 300, 3e-3 * 2 / 300 * 0.5, 3e-3 * 3 / 300 * 0.5], rel=1e-3)
 
 
+def test_image_compile(photos, image_main, tmp_path):
+    """--compile: the same loop through torch.compile; checkpoints keep the plain names."""
+    image_main(_image_args(photos, tmp_path, "--steps", "2", "--compile"))
+    assert [r["step"] for r in _log(tmp_path)] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in _log(tmp_path))
+    assert not any("_orig_mod" in k for k in _ckpt(tmp_path)["model"])
+
+
 def test_image_bf16(photos, image_main, tmp_path):
     image_main(_image_args(photos, tmp_path, "--steps", "2", "--bf16"))
     assert [r["step"] for r in _log(tmp_path)] == [1, 2]

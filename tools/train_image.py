@@ -217,6 +217,9 @@ def main(argv=None) -> None:
                     help="on resume, grow the latent to M channels in added slices (the "
                          "reconstruction is unchanged; the added channels cost rate until "
                          "trained)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the training step's forward (a few minutes of compiling "
+                         "first; on this CPU 10 %% less time per step)")
     ap.add_argument("--bench", type=int, default=0,
                     help="time this many training steps in each memory layout (fresh model, "
                          "no checkpoint), write results/bench/train_image_speed.json and exit")
@@ -285,6 +288,8 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     sampler = CropSampler(cache, run.data_seed(args.seed + step))
     kodak = kodak_crops() if run.is_main else None
     loss_fn = run.wrap(_Loss(model))
+    if args.compile:  # one graph per crop size (two in a run: --crop, then --crop-late)
+        loss_fn = torch.compile(loss_fn, dynamic=False)
 
     def checkpoint():
         run.save(lambda: {
