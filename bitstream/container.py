@@ -4,7 +4,7 @@ A file is a signature, a version, then typed chunks ``length | type | payload | 
 ``HEAD`` (once, first), ``UNIT`` (one per coded image or frame), ``INDX`` (key units and
 their offsets, for seeking) and ``TAIL`` (last; unit count and where ``INDX`` is). A file
 whose header announces exactly one unit ends after it (no ``INDX``, no ``TAIL``: a single
-image costs 70-80 bytes of container). Every reader check raises :class:`FormatError`;
+image costs about 80 bytes of container). Every reader check raises :class:`FormatError`;
 limits are checked before anything is allocated. The writer writes version 2; the reader
 also reads version 1 files (fixed-size fields, full weights digest, always INDX and TAIL).
 """
@@ -253,7 +253,8 @@ def _chunk(ctype: bytes, payload: bytes) -> bytes:
 
 
 #: bytes of a version 2 TAIL chunk (a 12-byte payload: a 1-byte length), of a version 1 one
-_TAIL_CHUNK_BYTES = {2: len(_chunk(b"TAIL", bytes(_TAIL.size))), 1: _CHUNK_HEAD.size + _TAIL.size + _CRC.size}
+_TAIL_CHUNK_BYTES = {2: len(_chunk(b"TAIL", bytes(_TAIL.size))),
+                     1: _CHUNK_HEAD.size + _TAIL.size + _CRC.size}
 
 
 class ContainerWriter:
@@ -288,7 +289,8 @@ class ContainerWriter:
             raise ValueError("the one unit of a single-unit file must be a key unit")
         if unit_type == UnitType.KEY:
             self._keys.append((self._count, self._pos))
-        self._write(_chunk(b"UNIT", _varint(self._count) + _TYPE_CRC.pack(unit_type, checksum) + payload))
+        unit = _varint(self._count) + _TYPE_CRC.pack(unit_type, checksum) + payload
+        self._write(_chunk(b"UNIT", unit))
         self._count += 1
         return self._count - 1
 

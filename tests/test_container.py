@@ -63,13 +63,15 @@ def test_reads_version_1():
     file) still read."""
     head = (struct.pack("<BBBBHIIfIII", 2, 2, 8, 0, 1, 16, 16, 1.5, 25, 1, 2) + bytes([3]) + b"vid"
             + bytes(range(32)) + struct.pack("<H", 0))
-    units = [_chunk(b"UNIT", struct.pack("<IBI", i, i, 7 + i) + bytes([i]) * 3, v1=True) for i in range(2)]
+    units = [_chunk(b"UNIT", struct.pack("<IBI", i, i, 7 + i) + bytes([i]) * 3, v1=True)
+             for i in range(2)]
     sig = b"\x89NCZ\r\n\x1a\n\x01\x00"
     head_chunk = _chunk(b"HEAD", head, v1=True)
     first = len(sig) + len(head_chunk)
     index = _chunk(b"INDX", struct.pack("<IIQ", 1, 0, first), v1=True)
     index_pos = first + sum(map(len, units))
-    data = sig + head_chunk + b"".join(units) + index + _chunk(b"TAIL", struct.pack("<IQ", 2, index_pos), v1=True)
+    tail = _chunk(b"TAIL", struct.pack("<IQ", 2, index_pos), v1=True)
+    data = sig + head_chunk + b"".join(units) + index + tail
     r = ContainerReader(io.BytesIO(data))
     assert r.version == 1 and r.header.weights_digest == bytes(range(32))
     assert r.header.fps_num == 25 and r.header.frame_count == 2

@@ -37,12 +37,13 @@ The photos fill what the 64 MiB limit on the working tree plus the carry leaves
 ``command`` prints one shell line (under 2000 characters): install the wheels into /tmp/site;
 export ``PYTHONPATH``, ``XDG_CACHE_HOME``, ``PYTHONUNBUFFERED``; put the carried checkpoints
 in place under ``--run-dir``; train image (and video at the same time, when the kit has it)
-with ``--device cuda --bf16 --minutes M`` (``--fp32``: no bf16) and ``--lr`` the rate the checkpoint was at (its
-warm-up and decay applied; other options at the trainers' defaults: add the run's own with
-``--image-args`` / ``--video-args``, which win), each under a ``timeout`` that sends SIGTERM
-(stop and checkpoint) ``--grace`` seconds after M minutes; then :func:`pack` the final
-checkpoints into ``$OUT`` (float32 weights, bfloat16 Adam moments or ``--pack-moments``, files
-under 15.5 MiB: at most 8 files and 64 MiB come back) beside the JSON logs, all of it ``tee``'d to ``$OUT/log``.
+with ``--device cuda --bf16 --minutes M`` (``--fp32``: no bf16) and ``--lr`` the rate the
+checkpoint was at (its warm-up and decay applied; other options at the trainers' defaults:
+add the run's own with ``--image-args`` / ``--video-args``, which win), each under a
+``timeout`` that sends SIGTERM (stop and checkpoint) ``--grace`` seconds after M minutes;
+then :func:`pack` the final checkpoints into ``$OUT`` (float32 weights, bfloat16 Adam moments
+or ``--pack-moments``, files under 15.5 MiB: at most 8 files and 64 MiB come back) beside the
+JSON logs, all of it ``tee``'d to ``$OUT/log``.
 """
 from __future__ import annotations
 
