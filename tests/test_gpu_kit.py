@@ -173,3 +173,33 @@ def test_shipped_weights_travel_with_the_tree(tmp_path):
     subprocess.run(["bash", "-n", "-c", line], check=True)
     assert "--init codec/weights/image_small.safetensors" in line and "image.pt" not in line
     assert "--bf16" not in line and "--moments none" in line
+
+
+def test_video_clips_travel(video_root, monkeypatch, tmp_path):
+    """prepare --video-clips carries the training clips instead of a crop subset; the device
+    command points the video trainer at them (NCODEC_DATASETS), and the trainer cuts its crop
+    cache from the copies as from the datasets root."""
+    import tools.train_video as tv
+
+    monkeypatch.setattr(tv, "VIDEO", video_root / "video")
+    src = tmp_path / "src"
+    tv.main(VIDEO_ARGS + ["--out", str(src), "--steps", "1"])
+    kit = tmp_path / "kit"
+    gpu_kit.main(["prepare", "--video-ckpt", str(src / "last.pt"), "--video-clips",
+                  "--video-crops", "12", "--video-frames", "3", "--video-size", "64",
+                  "--no-wheels", "--kit", str(kit), "--whl", str(tmp_path / "whl")])
+    v = json.loads((kit / "kit.json").read_text())["video"]
+    assert v["clips"] == ["raw/synthetic_320x192.y4m"] and (v["crops"], v["frames"]) == (12, 3)
+    assert not (kit / "video").exists()
+    line = gpu_kit.command(gpu_kit.parser().parse_args(["command", "--kit", str(kit)]))
+    subprocess.run(["bash", "-n", "-c", line], check=True)
+    assert f"NCODEC_DATASETS={(kit / 'datasets').resolve()} timeout" in line
+    assert "--crops 12 --frames 3 --size 64" in line and "cache_" not in line
+    monkeypatch.setattr(tv, "VIDEO", kit / "datasets" / "video")
+    run = tmp_path / "dev" / "run"
+    run.mkdir(parents=True)
+    shutil.copy(kit / "video.pt", run / "last.pt")
+    args = VIDEO_ARGS.copy()
+    args[args.index("--crops") + 1] = "12"
+    tv.main(args + ["--out", str(run), "--steps", "2"])
+    assert _ckpt(run)["step"] == 2 and (tmp_path / "dev" / "cache_12_3_64_q4.npz").exists()

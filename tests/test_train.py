@@ -286,3 +286,46 @@ def test_cli_train_forwards(monkeypatch):
     monkeypatch.setattr(tools.train_video, "main", seen.append)
     assert tools.cli.main(["train", "video", "--steps", "1", "--config", "tiny"]) == 0
     assert seen == [["--steps", "1", "--config", "tiny"]]
+
+
+def _ffv1_clip(path: Path, frames: int = 4, size: int = 64) -> list[np.ndarray]:
+    """A lossless (FFV1) clip of a moving pattern; returns its Y planes."""
+    import av
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    ys = []
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        for t in range(frames):
+            y = (128 + 60 * np.sin((xx + 3 * t) / 5.0)).astype(np.uint8)
+            uv = np.full((size // 2, size // 2), 128, np.uint8)
+            planes = np.concatenate([y, uv.reshape(-1, size), uv.reshape(-1, size)])
+            f = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            c.mux(s.encode(f))
+            ys.append(y)
+        c.mux(s.encode())
+    return ys
+
+
+def test_clip_frames_without_pyav(monkeypatch, tmp_path):
+    """Where PyAV is missing (a lent GPU machine), the trainer reads clips with OpenCV: the
+    same frames, their planes within a level or two (a BGR round trip); without OpenCV either,
+    one clear message. y4m never needs either."""
+    import tools.train_video as tv
+
+    clip = tmp_path / "c.mkv"
+    ys = _ffv1_clip(clip)
+    assert [np.array_equal(f[0], y) for f, y in zip(tv.clip_frames(clip), ys)] == [True] * 4
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now fails
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "cv2", None)
+        with pytest.raises(SystemExit, match="needs PyAV or OpenCV"):
+            list(tv.clip_frames(clip))
+    else:
+        got = list(tv.clip_frames(clip))
+        assert len(got) == 4 and [p.shape for p in got[0]] == [(64, 64), (32, 32), (32, 32)]
+        assert max(np.abs(f[0].astype(int) - y).mean() for f, y in zip(got, ys)) < 2.5

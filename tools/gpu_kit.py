@@ -30,7 +30,10 @@ here (it travels with the working tree: the device trainer starts from it with `
 cache of :func:`tools.train_image.build_cache`, PNG (or ``--jpeg Q``: three times as many at
 q95), that the image trainer takes as ``--data`` (it decodes them into its own cache under
 ``$XDG_CACHE_HOME`` there, in a second); ``.gpu/video/cache_K_F_S_qQ.npz``, a random subset
-of the video trainer's crop cache, named as that trainer looks for it beside its ``--out``.
+of the video trainer's crop cache, named as that trainer looks for it beside its ``--out``, or
+with ``--video-clips`` the training clips themselves (``.gpu/datasets/video/``, 5 MiB), from
+which the device cuts a cache of ``--video-crops`` crops (OpenCV decodes them there: PyAV's
+wheel does not fit the carry) and computes the crops' intra reconstructions on the GPU.
 The photos fill what the 64 MiB limit on the working tree plus the carry leaves
 (``--total-mib``, 60 by default).
 
@@ -329,10 +332,38 @@ def _travels(weights: Path) -> bool:
                           capture_output=True).returncode == 0
 
 
+def _start(src: Path, dest: Path, args) -> dict:
+    """What the device trainer starts from: a shipped weights file itself (``--init``), or a
+    slim copy of a checkpoint at ``dest``."""
+    if _travels(src):
+        return {"init": str(src.resolve().relative_to(ROOT)), "lr": None,
+                "step": _load(src)["step"]}
+    return slim_ckpt(src, dest, args.moments, args.weights_dtype)
+
+
+def copy_clips(dest: Path) -> dict:
+    """The video trainer's training clips (:func:`tools.train_video.training_clips`, 5 MiB of
+    H.264 and y4m), copied under ``dest/video`` as under the datasets root: on the device the
+    trainer cuts its crop cache from them (``NCODEC_DATASETS``), with OpenCV where PyAV is
+    missing, and computes the intra reconstructions there, so the crops are not limited by
+    what the carry holds."""
+    from tools.train_video import VIDEO, training_clips
+
+    names = []
+    for clip in training_clips():
+        rel = clip.relative_to(VIDEO)
+        (dest / "video" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, dest / "video" / rel)
+        names.append(str(rel))
+    if not names:
+        raise SystemExit(f"no training clips under {VIDEO}")
+    return {"clips": names, "bytes": folder_bytes(dest)}
+
+
 def prepare(args) -> dict:
     kit, whl = Path(args.kit), Path(args.whl)
     kit.mkdir(parents=True, exist_ok=True)
-    for old in ("photos", "video", "image.pt", "video.pt", "kit.json"):
+    for old in ("photos", "video", "datasets", "image.pt", "video.pt", "kit.json"):
         p = kit / old
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     man: dict = {}
@@ -340,17 +371,16 @@ def prepare(args) -> dict:
         man["wheels"] = fetch_wheels(whl)
     if args.video_ckpt:
         ck = Path(args.video_ckpt)
-        src = Path(args.video_cache) if args.video_cache else video_cache_of(ck, _load(ck))
-        man["video"] = slim_ckpt(ck, kit / "video.pt", args.moments, args.weights_dtype)
-        man["video"].update(video_subset(src, kit / "video", int(args.video_mib * MIB), args.seed),
-                            source_cache=str(src))
-    if args.image_ckpt:
-        src = Path(args.image_ckpt)
-        if _travels(src):
-            man["image"] = {"init": str(src.resolve().relative_to(ROOT)), "lr": None,
-                            "step": _load(src)["step"]}
+        man["video"] = _start(ck, kit / "video.pt", args)
+        if args.video_clips:
+            man["video"].update(copy_clips(kit / "datasets"), crops=args.video_crops,
+                                frames=args.video_frames, size=args.video_size)
         else:
-            man["image"] = slim_ckpt(src, kit / "image.pt", args.moments, args.weights_dtype)
+            src = Path(args.video_cache) if args.video_cache else video_cache_of(ck, _load(ck))
+            man["video"].update(video_subset(src, kit / "video", int(args.video_mib * MIB),
+                                             args.seed), source_cache=str(src))
+    if args.image_ckpt:
+        man["image"] = _start(Path(args.image_ckpt), kit / "image.pt", args)
         if args.photos_mib is not None:
             budget = int(args.photos_mib * MIB)
         else:
@@ -371,6 +401,15 @@ def _lr(part: dict) -> str:
     """``--lr`` at the rate the checkpoint was at; none (the trainer's default, or the one in
     ``--image-args`` / ``--video-args``) for a checkpoint made of exported weights."""
     return f"--lr {part['lr']:.3g}" if part.get("lr") is not None else ""
+
+
+def _init(part: dict, slim: Path, run: str, setup: list[str], rel) -> str:
+    """The trainer's start: ``--init`` a shipped weights file, or (a setup step) the carried
+    slim checkpoint copied into its run folder."""
+    if "init" in part:
+        return f"--init {shlex.quote(part['init'])}"
+    setup.append(f"cp {rel(slim)} {run}/last.pt")
+    return ""
 
 
 def command(args) -> str:
@@ -394,24 +433,24 @@ def command(args) -> str:
     body, packs = [], []
     if "video" in man:
         v = man["video"]
-        setup += [f"cp {rel(kit / 'video.pt')} {r}/video/run/last.pt",
-                  f"cp {rel(kit / 'video' / v['cache'])} {r}/video/"]
-        train = " ".join([f"{kill} {py} -m tools.train_video --out {r}/video/run",
+        if "clips" in v:  # the device cuts the crop cache from the carried clips
+            env = f"NCODEC_DATASETS={rel(kit / 'datasets')} "
+        else:
+            env = ""
+            setup.append(f"cp {rel(kit / 'video' / v['cache'])} {r}/video/")
+        train = " ".join([f"{env}{kill} {py} -m tools.train_video --out {r}/video/run",
                           f"--crops {v['crops']} --frames {v['frames']} --size {v['size']}",
                           f"--max-p {v['frames'] - 1} --batch {args.video_batch}",
-                          _lr(v), common, args.video_args]).rstrip()
+                          _init(v, kit / "video.pt", f"{r}/video/run", setup, rel), _lr(v), common,
+                          args.video_args]).rstrip()
         body.append(f"({train} 2>&1 | sed -u 's/^/[video] /') &")
         packs.append(("video", f"{r}/video/run"))
     if "image" in man:
         i = man["image"]
-        if "init" in i:
-            start = f"--init {shlex.quote(i['init'])}"
-        else:
-            setup.append(f"cp {rel(kit / 'image.pt')} {r}/image/last.pt")
-            start = ""
         body.append(" ".join([f"{kill} {py} -m tools.train_image --out {r}/image",
                               f"--data {rel(kit / 'photos')} --batch {args.batch}",
-                              f"--batch-late {args.batch}", start, _lr(i), common,
+                              f"--batch-late {args.batch}",
+                              _init(i, kit / "image.pt", f"{r}/image", setup, rel), _lr(i), common,
                               args.image_args]).rstrip())
         packs.insert(0, ("image", f"{r}/image"))
     body.append("wait")
@@ -440,6 +479,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--video-cache", default="",
                    help="its crop cache (default: the cache_*.npz beside its run folder)")
     p.add_argument("--video-mib", type=float, default=6.0, help="size of the video crop subset")
+    p.add_argument("--video-clips", action="store_true",
+                   help="carry the training clips (5 MiB) instead of a crop subset: the device "
+                        "cuts --video-crops crops of --video-frames x --video-size from them")
+    p.add_argument("--video-crops", type=int, default=3000)
+    p.add_argument("--video-frames", type=int, default=5)
+    p.add_argument("--video-size", type=int, default=192)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "train"),
                    help="the training photos (their decoded cache is made when missing)")
     p.add_argument("--patch", type=int, default=256, help="side of the photo patches")

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -63,55 +64,87 @@ def _down2(p: np.ndarray) -> np.ndarray:
     return (p[:h, :w].reshape(h // 2, 2, w // 2, 2).astype(np.uint16).sum((1, 3)) + 2 >> 2).astype(np.uint8)
 
 
+def clip_frames(path: Path) -> Iterator[list[np.ndarray]]:
+    """The (Y, U, V) uint8 planes of a clip's frames: y4m read directly, anything else with
+    PyAV or, where PyAV is not installed (a lent GPU machine: its wheel does not fit the
+    carry), with OpenCV. OpenCV hands out BGR frames, so its planes are a BGR -> YUV 4:2:0
+    round trip (BT.601, studio range) of the decoded ones: about one level off PyAV's for a
+    studio-range clip, more for a full-range one. Training data only, never measurements."""
+    if path.suffix == ".y4m":
+        from codec.video_io import open_video
+
+        with open_video(path) as src:
+            yield from (list(f) for f in src.frames("yuv420"))
+        return
+    try:
+        import av
+    except ImportError:
+        av = None
+    if av is not None:
+        with av.open(str(path)) as c:
+            yield from (_planes(f) for f in c.decode(video=0))
+        return
+    try:
+        import cv2
+    except ImportError:
+        raise SystemExit(f"{path.name}: reading it needs PyAV or OpenCV (pip install av)") from None
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            h, w = bgr.shape[0] // 2 * 2, bgr.shape[1] // 2 * 2
+            i420 = cv2.cvtColor(np.ascontiguousarray(bgr[:h, :w]), cv2.COLOR_BGR2YUV_I420)
+            yield [i420[:h], i420[h:h + h // 4].reshape(h // 2, w // 2),
+                   i420[h + h // 4:].reshape(h // 2, w // 2)]
+    finally:
+        cap.release()
+
+
 def sample_clip(path: Path, n: int, frames: int, size: int, rng) -> list[np.ndarray]:
     """``n`` crops of ``frames`` consecutive frames (stride 1 or 2, sometimes 2x down-scaled,
     random flips) from one clip, each as a ``frames x (size*size*3/2)`` uint8 array."""
-    import av
-
-    with av.open(str(path)) as c:
-        total = c.streams.video[0].frames or 0
-        if not total:
-            total = sum(1 for _ in c.decode(video=0))
-    with av.open(str(path)) as c:
-        specs = []
-        for _ in range(n):
-            stride = int(rng.integers(1, 3)) if total > 2 * frames + 2 else 1
-            span = (frames - 1) * stride + 1
-            if span > total:
-                continue
-            specs.append({"start": int(rng.integers(0, total - span + 1)), "stride": stride,
-                          "scale": int(rng.random() < 0.35), "flip": bool(rng.random() < 0.5)})
-        out = []
-        buf: dict[int, list] = {}
-        need = {s["start"] + k * s["stride"] for s in specs for k in range(frames)}
-        for i, f in enumerate(c.decode(video=0)):
-            if i in need:
-                buf[i] = _planes(f)
-            for s in specs:
-                last = s["start"] + (frames - 1) * s["stride"]
-                if last == i:
-                    seq = [buf[s["start"] + k * s["stride"]] for k in range(frames)]
-                    if s["scale"]:
-                        seq = [[_down2(p) for p in fr] for fr in seq]
-                    hh, ww = seq[0][0].shape
-                    if hh < size or ww < size:
-                        continue
-                    y0 = int(rng.integers(0, (hh - size) // 2 + 1)) * 2
-                    x0 = int(rng.integers(0, (ww - size) // 2 + 1)) * 2
-                    crop = []
-                    for yp, up, vp in seq:
-                        planes = [yp[y0:y0 + size, x0:x0 + size],
-                                  up[y0 // 2:(y0 + size) // 2, x0 // 2:(x0 + size) // 2],
-                                  vp[y0 // 2:(y0 + size) // 2, x0 // 2:(x0 + size) // 2]]
-                        if s["flip"]:
-                            planes = [p[:, ::-1] for p in planes]
-                        crop.append(np.concatenate([p.reshape(-1) for p in planes]))
-                    out.append(np.stack(crop))
-            done = max((s["start"] + (frames - 1) * s["stride"] for s in specs), default=-1)
-            for k in [k for k in buf if k < i - 2 * frames - 2]:
-                del buf[k]
-            if i >= done:
-                break
+    total = sum(1 for _ in clip_frames(path))
+    specs = []
+    for _ in range(n):
+        stride = int(rng.integers(1, 3)) if total > 2 * frames + 2 else 1
+        span = (frames - 1) * stride + 1
+        if span > total:
+            continue
+        specs.append({"start": int(rng.integers(0, total - span + 1)), "stride": stride,
+                      "scale": int(rng.random() < 0.35), "flip": bool(rng.random() < 0.5)})
+    out = []
+    buf: dict[int, list] = {}
+    need = {s["start"] + k * s["stride"] for s in specs for k in range(frames)}
+    for i, decoded in enumerate(clip_frames(path)):
+        if i in need:
+            buf[i] = decoded
+        for s in specs:
+            last = s["start"] + (frames - 1) * s["stride"]
+            if last == i:
+                seq = [buf[s["start"] + k * s["stride"]] for k in range(frames)]
+                if s["scale"]:
+                    seq = [[_down2(p) for p in fr] for fr in seq]
+                hh, ww = seq[0][0].shape
+                if hh < size or ww < size:
+                    continue
+                y0 = int(rng.integers(0, (hh - size) // 2 + 1)) * 2
+                x0 = int(rng.integers(0, (ww - size) // 2 + 1)) * 2
+                crop = []
+                for yp, up, vp in seq:
+                    planes = [yp[y0:y0 + size, x0:x0 + size],
+                              up[y0 // 2:(y0 + size) // 2, x0 // 2:(x0 + size) // 2],
+                              vp[y0 // 2:(y0 + size) // 2, x0 // 2:(x0 + size) // 2]]
+                    if s["flip"]:
+                        planes = [p[:, ::-1] for p in planes]
+                    crop.append(np.concatenate([p.reshape(-1) for p in planes]))
+                out.append(np.stack(crop))
+        done = max((s["start"] + (frames - 1) * s["stride"] for s in specs), default=-1)
+        for k in [k for k in buf if k < i - 2 * frames - 2]:
+            del buf[k]
+        if i >= done:
+            break
     return out
 
 
@@ -125,37 +158,44 @@ def split_planes(a: np.ndarray, size: int):
 
 
 @torch.no_grad()
-def intra_recons(seqs: np.ndarray, size: int, n_quality: int, batch: int = 16) -> np.ndarray:
+def intra_recons(seqs: np.ndarray, size: int, n_quality: int, batch: int = 16,
+                 device: str | torch.device = "cpu") -> np.ndarray:
     """The shipped image model's reconstruction (noise-free forward pass: rounded latents) of
     each sequence's first frame at the image quality matching each video quality index;
     ``N x n_quality x (size*size*3/2)`` uint8 (YUV 4:2:0 via the codec's internal RGB)."""
     from codec.image import ImageCodec
     from codec.video import rgb_to_yuv420, yuv420_to_rgb
 
-    model = ImageCodec().model.float()
+    model = ImageCodec().model.float().to(device)
     inq = model.cfg.n_quality
     y, u, v = split_planes(seqs[:, 0], size)
     rgb = np.stack([yuv420_to_rgb(y[i], u[i], v[i]) for i in range(len(seqs))]) / 255.0
-    x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float().to(device)
     out = np.empty((len(seqs), n_quality, seqs.shape[-1]), np.uint8)
     for k in range(n_quality):
         qi = k * (inq - 1) / (n_quality - 1)
         for s in range(0, len(seqs), batch):
             xb = x[s:s + batch]
-            xh = model(xb, torch.full((len(xb),), float(qi)), noise=False)["x_hat"]
-            xh = torch.round(xh.clamp(0, 1) * 255).permute(0, 2, 3, 1).double().numpy()
+            xh = model(xb, torch.full((len(xb),), float(qi), device=device), noise=False)["x_hat"]
+            xh = torch.round(xh.clamp(0, 1) * 255).permute(0, 2, 3, 1).double().cpu().numpy()
             for j in range(len(xb)):
                 out[s + j, k] = np.concatenate([p.reshape(-1) for p in rgb_to_yuv420(xh[j])])
     return out
 
 
-def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed: int = 0) -> Path:
+def training_clips() -> list[Path]:
+    """The clips the crop cache is cut from: all under ``VIDEO`` but the held-out ones."""
+    return sorted(p for p in (VIDEO / "compressed").glob("*") if p.stem not in HELD_OUT) + \
+        sorted((VIDEO / "raw").glob("*320x192*.y4m"))
+
+
+def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed: int = 0,
+                device: str | torch.device = "cpu") -> Path:
     path = out.parent / f"cache_{n}_{frames}_{size}_q{n_quality}.npz"
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
-    clips = sorted(p for p in (VIDEO / "compressed").glob("*") if p.stem not in HELD_OUT)
-    clips += sorted((VIDEO / "raw").glob("*320x192*.y4m"))
+    clips = training_clips()
     weights = {"bottle-detection": 0.32, "one-by-one-person-detection": 0.32}
     seqs = []
     for c in clips:
@@ -165,7 +205,7 @@ def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed:
         seqs += got
     seqs = np.stack(seqs)
     t = time.time()
-    intra = intra_recons(seqs, size, n_quality)
+    intra = intra_recons(seqs, size, n_quality, device=device)
     print(f"intra reconstructions: {time.time() - t:.0f} s", file=sys.stderr)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, seqs=seqs, intra=intra)
@@ -395,7 +435,7 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
     aux_opt = torch.optim.Adam(aux_params, lr=3e-3)
     step = run.resume(model, opt, strict=False)
     cache = np.load(run.main_first(lambda: build_cache(run.out, args.crops, args.frames, args.size,
-                                                       cfg.n_quality, args.seed)))
+                                                       cfg.n_quality, args.seed, dev)))
     seqs, intra = cache["seqs"], cache["intra"]
     n_eval = min(8, len(seqs) // 10)
     ev_seqs, ev_intra = seqs[:n_eval], intra[:n_eval]  # a fixed monitoring batch
