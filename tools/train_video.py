@@ -89,6 +89,8 @@ def clip_frames(path: Path) -> Iterator[list[np.ndarray]]:
     except ImportError:
         raise SystemExit(f"{path.name}: reading it needs PyAV or OpenCV (pip install av)") from None
     cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SystemExit(f"{path}: OpenCV cannot read it")
     try:
         while True:
             ok, bgr = cap.read()
