@@ -11,8 +11,11 @@ propagated feature and MV latent)::
 
 Container: kind VIDEO; one unit per frame, KEY for intra frames (listed in the index, so
 :meth:`VideoDecoder.seek` can start at any of them), INTER for P frames. A unit's payload is
-one flag byte (bit 0: feature refresh) and one rANS stream; its symbol checksum is checked.
-Header params: ``v`` (layout version), ``intra_period``, ``refresh_period``, ``intra_model``
+one flag byte and one rANS stream; its symbol checksum is checked. The flag byte of a P frame
+is 0, 1 (the propagated feature is rebuilt from the previous decoded frame first) or 2 (a skip
+frame: only its motion is coded, the frame is the motion-compensated prediction; layout
+version 2); an intra frame's is 0.
+Header params: ``v`` (layout version: 2; 1, without skip frames, is still read), ``intra_period``, ``refresh_period``, ``intra_model``
 and ``intra_digest`` (the image model coding the intra frames), and ``width``/``height``
 for odd-sized YUV 4:2:0 (the container's header holds the even-rounded size then).
 
@@ -53,7 +56,8 @@ __all__ = ["VideoEncoder", "VideoDecoder", "export_weights", "load_model", "WEIG
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "video_small"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_SKIP = 2  # the unit flag of a skip frame (bit 0 is the feature refresh)
 _COLOR = {"yuv420": ColorFormat.YUV420, "rgb": ColorFormat.RGB}
 _KR, _KB = 0.299, 0.114
 
@@ -309,9 +313,11 @@ class _Session:
         return pack_frame((t(y), t(u), t(v)), "yuv420")
 
     # -- one frame
-    def code(self, coder, intra: bool, refresh: bool, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame; updates the state
-        and returns the packed 8-bit reconstruction (float64)."""
+    def code(self, coder, intra: bool, refresh: bool, x: torch.Tensor | None = None,
+             skip: bool = False) -> torch.Tensor:
+        """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame (``skip``: a P frame
+        that is its motion-compensated prediction); updates the state and returns the packed
+        8-bit reconstruction (float64)."""
         from models.video import DecodeCoder, EncodeCoder
 
         m = self.model
@@ -331,7 +337,7 @@ class _Session:
                 cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, dt)
                 q = torch.tensor([self.q])
                 out = m.p_frame(cod, self.fmt, q, self.ref_frame, self.ref_feat, self.prev_mv,
-                                refresh, x=x)
+                                refresh, x=x, skip=skip)
                 frame = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
                 self.ref_feat, self.prev_mv = out["feat"], out["mv"]
                 self.since_intra += 1
@@ -365,7 +371,10 @@ class VideoEncoder:
     ``lambda(q) * 255^2 * MSE + bpp`` (encoder only: the decoder reads the frame type from the
     stream). It codes a frame both ways (a trial) unless its P coding costs under 0.9 x the
     intra cost of the last trial: then the P frame is kept untried (at least every 8th frame
-    is a trial). ``threads`` sets torch's threads.
+    is a trial). ``skip_frames`` (default on) codes a P frame as a skip frame (its motion only;
+    the frame is the motion-compensated prediction) where that has the lower cost: every P
+    frame is coded both ways, the motion-only way costs about a tenth of a P frame's time.
+    ``threads`` sets torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
     ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
     write that flag back, e.g. into y4m ``XCOLORRANGE=FULL``).
@@ -375,7 +384,7 @@ class VideoEncoder:
                  quality: float = 1.5, intra_period: int = -1, refresh_period: int = 32,
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
                  intra_weights=None, intra_model=None, full_range: bool = False,
-                 adaptive_intra: bool = True):
+                 adaptive_intra: bool = True, skip_frames: bool = True):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -387,7 +396,7 @@ class VideoEncoder:
             raise CodecError(f"quality {quality} is out of the video model's range "
                              f"0..{self._s.model.cfg.n_quality - 1}")
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
-        self.adaptive_intra = bool(adaptive_intra)
+        self.adaptive_intra, self.skip_frames = bool(adaptive_intra), bool(skip_frames)
         # what the last trial of the adaptive intra decision measured (see the class docstring)
         self._intra_cost, self._untried = math.inf, 0
         fps = Fraction(fps).limit_denominator(1 << 20)
@@ -402,6 +411,7 @@ class VideoEncoder:
         self._w = ContainerWriter(out, self.header)
         self.frames = 0
         self.intra_frames = 0  #: frames coded intra so far
+        self.skipped_frames = 0  #: frames coded as skip frames so far
         self.frame_bytes: list[int] = []  #: payload bytes of each coded frame
         self._closed = False
 
@@ -420,6 +430,16 @@ class VideoEncoder:
                    and (s.since_intra + 1) % self.refresh_period == 0)
         before = s.state()
         enc, rec, payload = self._code(x, intra, refresh)
+        skip = False
+        if self.skip_frames and not intra:
+            p_cost, after_p = s.rd_cost(x, rec, len(payload)), s.state()
+            s.set_state(before)
+            tried = self._code(x, False, False, skip=True)
+            skip = s.rd_cost(x, tried[1], len(tried[2])) < p_cost
+            if skip:
+                enc, rec, payload = tried
+            else:
+                s.set_state(after_p)
         if self.adaptive_intra and intra:  # a forced intra frame's cost
             self._intra_cost = s.rd_cost(x, rec, len(payload))
         elif self.adaptive_intra:
@@ -434,20 +454,22 @@ class VideoEncoder:
                 intra = self._intra_cost < p_cost
                 if intra:
                     enc, rec, payload = tried
+                    skip = False
                 else:
                     s.set_state(after_p)
         self._w.write_unit(UnitType.KEY if intra else UnitType.INTER, enc.checksum, payload)
         self.frames += 1
         self.intra_frames += int(intra)
+        self.skipped_frames += int(skip)
         self.frame_bytes.append(len(payload))
         return s.to_user(rec)
 
-    def _code(self, x: torch.Tensor, intra: bool, refresh: bool):
+    def _code(self, x: torch.Tensor, intra: bool, refresh: bool, skip: bool = False):
         """Code the packed frame ``x`` (updating the session's state): (encoder, packed
         reconstruction, unit payload = flag byte + rANS stream)."""
         enc = RansEncoder()
-        rec = self._s.code(enc, intra, refresh, x=x)
-        return enc, rec, bytes([int(refresh)]) + enc.flush()
+        rec = self._s.code(enc, intra, refresh, x=x, skip=skip)
+        return enc, rec, bytes([_SKIP if skip else int(refresh)]) + enc.flush()
 
     def close(self) -> None:
         if not self._closed:
@@ -480,8 +502,9 @@ class VideoDecoder:
         if fmt is None:
             raise CodecError(f"unsupported colour format {ColorFormat(h.color_format).name}")
         p = h.params
-        if p.get("v") != FORMAT_VERSION:
+        if p.get("v") not in (1, FORMAT_VERSION):
             raise FormatError(f"unsupported video layout version {p.get('v')!r}")
+        self._max_flag = 1 if p["v"] == 1 else _SKIP
         w, hh = int(p.get("width", h.width)), int(p.get("height", h.height))
         if not (0 < w <= h.width and 0 < hh <= h.height):
             raise FormatError("header params: bad width/height")
@@ -528,11 +551,12 @@ class VideoDecoder:
         if unit is None:
             return None
         s = self._s
-        if not unit.payload or unit.payload[0] > 1 or (unit.type == UnitType.KEY and unit.payload[0]):
+        flag = unit.payload[0] if unit.payload else 255
+        if flag > self._max_flag or (unit.type == UnitType.KEY and flag):
             raise FormatError(f"frame {unit.index}: bad unit flags")
         try:
             dec = RansDecoder(unit.payload[1:])
-            rec = s.code(dec, unit.type == UnitType.KEY, bool(unit.payload[0]))
+            rec = s.code(dec, unit.type == UnitType.KEY, flag == 1, skip=flag == _SKIP)
             dec.finish()
         except FormatError as e:
             raise FormatError(f"frame {unit.index}: {e}") from None

@@ -405,13 +405,16 @@ class VideoModel(QualityKnob, nn.Module):
 
     def p_frame(self, coder, fmt: str, q: torch.Tensor, ref_frame: torch.Tensor,
                 ref_feat: torch.Tensor | None, prev_mv: torch.Tensor | None, refresh: bool,
-                x: torch.Tensor | None = None, flow: torch.Tensor | None = None) -> dict:
+                x: torch.Tensor | None = None, flow: torch.Tensor | None = None,
+                skip: bool = False) -> dict:
         """Code one P frame; the one code path of training (``TrainCoder``), encoding
         (``EncodeCoder``, ``x`` given) and decoding (``DecodeCoder``, ``x`` None).
 
         ``ref_frame``: the previous decoded packed frame; ``ref_feat``: the propagated
         feature (None after an intra frame); ``prev_mv``: the previous decoded MV latent
-        (None: zeros); ``refresh``: rebuild the reference feature from ``ref_frame``.
+        (None: zeros); ``refresh``: rebuild the reference feature from ``ref_frame``;
+        ``skip``: a skip frame, only the motion is coded and the frame is the motion-compensated
+        prediction itself (its feature is None: the next P frame extracts one from it).
         Returns the packed reconstruction ``x_hat`` (unrounded), the propagated feature,
         the decoded MV latent and flow."""
         dt = self._dt()
@@ -435,11 +438,13 @@ class VideoModel(QualityKnob, nn.Module):
         mv_hat, _ = self.mv_latent.run(mv_ctx, coder.slot("mv"), None if mv_y is None else mv_y.to(dt))
         flow_hat = self.mv_dec(mv_hat * self._q(self.q_mv_dec, q)) * FLOW_GAIN
         flow_hat = round_ste(torch.clamp(flow_hat, -512, 512) * FLOW_FRAC) / FLOW_FRAC
+        pred = warp(ref_frame.to(dt), flow_hat)
+        if skip:
+            return {"x_hat": pred, "feat": None, "mv": mv_hat, "flow": flow_hat, "pred": pred}
         # ---- temporal contexts
         ref = self.extract_feature(ref_frame, fmt) if (refresh or ref_feat is None) else ref_feat
         fw = warp(ref.to(dt), flow_hat)
         c1, c2, c3 = self.ctx(fw)
-        pred = warp(ref_frame.to(dt), flow_hat)
         # ---- contextual coding
         y = None
         if x is not None:

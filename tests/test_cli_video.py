@@ -91,7 +91,7 @@ def test_video_round_trip_equals_decoder(tmp_path, tiny_video, capsys):
     _clip(src)
     ncz = tmp_path / "clip.ncz"
     assert main(["encode", str(src), "-o", str(ncz), "-q", "1.0", "--intra-period", "2",
-                 "--no-adaptive-intra", "--refresh", "0", "--quiet"]) == 0
+                 "--no-adaptive-intra", "--no-skip", "--refresh", "0", "--quiet"]) == 0
     ref = list(tiny_video.VideoDecoder(ncz.read_bytes()))
     assert len(ref) == 3
     assert main(["info", str(ncz), "--json"]) == 0

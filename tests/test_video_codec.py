@@ -60,6 +60,7 @@ def encode(fmt="yuv420", n=5, h=36, w=50, models=None, **kw):
     buf = io.BytesIO()
     recs = []
     kw.setdefault("adaptive_intra", False)  # the P-frame paths, whatever the costs of the tiny models
+    kw.setdefault("skip_frames", False)
     with VideoEncoder(buf, w, h, fmt=fmt, model=vm, intra_model=im, **kw) as enc:
         for f in clip(fmt, n, h, w):
             recs.append(enc.encode(f))
@@ -193,6 +194,40 @@ def test_adaptive_intra_keeps_the_cheaper_frame_and_stays_decodable(monkeypatch)
     assert same(p_only[1][2], recs[2])  # and frame 2 after its trial
 
 
+def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
+    """A P frame is coded as a skip frame (motion only, flag 2) where that costs less; the
+    costs are dictated (P, then skip, per P frame) to choose skip, skip, P, skip. The frame
+    after a skip frame extracts its feature from it, so the decoder reproduces every frame; a
+    layout-1 stream (no skip frames) still decodes, and a skip flag in one is refused."""
+    import dataclasses
+
+    from bitstream import pack, unpack
+    from codec.video import VideoDecoder, _Session
+
+    #           f1 P/skip  f2 P/skip  f3 P/skip  f4 P/skip
+    costs = iter([1.0, 0.5, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5])
+    monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
+    data, recs, enc = encode("yuv420", 5, 36, 50, quality=1.0, refresh_period=2, skip_frames=True)
+    assert next(costs, None) is None and enc.skipped_frames == 3
+    h, units = unpack(data)
+    assert h.params["v"] == 2 and [u.payload[0] for u in units] == [0, 2, 2, 0, 2]
+    assert max(enc.frame_bytes[i] for i in (1, 2, 4)) < enc.frame_bytes[3]  # motion only
+    vm, im = tiny_models()
+    out = list(VideoDecoder(data, model=vm, intra_model=im))
+    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+
+    def as_layout_1(d):
+        hh, uu = unpack(d)
+        return pack(dataclasses.replace(hh, params={**hh.params, "v": 1}),
+                    [(u.type, u.checksum, u.payload) for u in uu])
+
+    with pytest.raises(FormatError, match="frame 1: bad unit flags"):
+        list(VideoDecoder(as_layout_1(data), model=vm, intra_model=im))
+    old, old_recs, _ = encode("yuv420", 3, 36, 50, quality=1.0, refresh_period=2)
+    out = list(VideoDecoder(as_layout_1(old), model=vm, intra_model=im))
+    assert all(same(a, b) for a, b in zip(out, old_recs))
+
+
 def test_wrong_weights_file_is_a_codec_error(tmp_path):
     from codec.video import VideoDecoder, WEIGHTS_DIR
 
@@ -221,9 +256,10 @@ def test_shipped_weights_on_a_real_clip():
             if len(frames) == 3:
                 break
     cost = {}
-    for adaptive in (False, True):
+    for adaptive in (False, True):  # the encoder's decisions (intra and skip frames) on / off
         buf = io.BytesIO()
-        with VideoEncoder(buf, w, h, fmt="yuv420", quality=3.0, adaptive_intra=adaptive) as enc:
+        with VideoEncoder(buf, w, h, fmt="yuv420", quality=3.0, adaptive_intra=adaptive,
+                          skip_frames=adaptive) as enc:
             recs = [enc.encode(f) for f in frames]
         out = list(VideoDecoder(buf.getvalue()))
         assert all(same(a, b) for a, b in zip(out, recs))

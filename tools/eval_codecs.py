@@ -122,13 +122,16 @@ class NcodecVideo(VideoAdapter):
     """ncodec's learned video codec (``codec.video``): five quality points spread over the
     model's continuous range; the variant after ``@`` names other weights (a file or a name in
     ``codec/weights``). ``intra_period`` as for the classic codecs; ``refresh_period`` is the
-    codec's feature refresh (its default when None); ``adaptive_intra`` the encoder's own
-    intra frames (its default; ``ncodec-video-p`` turns them off: the anchors' structure,
-    intra frames only where the intra period puts them). Every decode is checked against the
-    encoder's own reconstruction: a mismatch is a :class:`CodecError`."""
+    codec's feature refresh (its default when None); ``adaptive_intra`` and ``skip_frames``
+    the encoder's own intra frames and skip frames (its defaults; ``ncodec-video-noskip``
+    turns skip frames off, ``ncodec-video-p`` both: the anchors' structure, intra frames only
+    where the intra period puts them, and the P-frame model on every other frame). Every
+    decode is checked against the encoder's own reconstruction: a mismatch is a
+    :class:`CodecError`."""
 
     def __init__(self, variant: str | None = None, intra_period: int = -1,
-                 refresh_period: int | None = None, adaptive_intra: bool = True):
+                 refresh_period: int | None = None, adaptive_intra: bool = True,
+                 skip_frames: bool = True):
         from pathlib import Path
 
         from codec import video
@@ -139,8 +142,9 @@ class NcodecVideo(VideoAdapter):
             self.weights = p if p.suffix else video.WEIGHTS_DIR / f"{variant}.safetensors"
         self.model, _, self.digest, self.model_id = video.load_model(self.weights)
         n = int(self.model.cfg.n_quality)
-        self.adaptive_intra = adaptive_intra
-        self.name = ("ncodec-video" + ("" if adaptive_intra else "-p")
+        self.adaptive_intra, self.skip_frames = adaptive_intra, skip_frames
+        self.name = ("ncodec-video" + ("-p" if not adaptive_intra else "" if skip_frames
+                                       else "-noskip")
                      + (f"@{Path(variant).stem}" if variant else ""))
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
         self.intra_period = intra_period if intra_period and intra_period > 0 else -1
@@ -148,7 +152,8 @@ class NcodecVideo(VideoAdapter):
         keyint = "only the first frame intra" if self.intra_period < 0 else \
             f"intra period {self.intra_period}"
         refresh = "codec default" if refresh_period is None else refresh_period
-        adaptive = ", plus adaptive intra frames" if adaptive_intra else ""
+        adaptive = (", plus adaptive intra frames" if adaptive_intra else "") + (
+            ", plus skip frames" if skip_frames else "")
         self.description = (f"ncodec learned video codec, model {self.model_id}, YUV 4:2:0, "
                             f"low delay ({keyint}{adaptive}, feature refresh {refresh})")
         self._recon: tuple[bytes, list] | None = None
@@ -162,7 +167,8 @@ class NcodecVideo(VideoAdapter):
         kw = {"refresh_period": self.refresh_period} if self.refresh_period is not None else {}
         with VideoEncoder(buf, video.width, video.height, fmt="yuv420", quality=float(setting),
                           intra_period=self.intra_period, fps=video.fps, weights=self.weights,
-                          adaptive_intra=self.adaptive_intra, **kw) as enc:
+                          adaptive_intra=self.adaptive_intra, skip_frames=self.skip_frames,
+                          **kw) as enc:
             recon = [enc.encode((video.y[t], video.u[t], video.v[t]))
                      for t in range(video.frames)]
         data = buf.getvalue()
@@ -191,9 +197,16 @@ class NcodecVideo(VideoAdapter):
 
     def signature(self) -> str:
         # ai2: the trial-based adaptive intra decision (ai1, every frame coded both ways, may give
-        # other streams); bump it when the decision changes
+        # other streams); sk1: skip frames; bump them when a decision changes. The intra
+        # frames' (shipped) image model is part of the stream too.
+        import hashlib
+
+        from codec.image import DEFAULT_MODEL, WEIGHTS_DIR
+
+        intra = hashlib.sha256((WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes())
         return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
-                f"r{self.refresh_period}|ai{2 if self.adaptive_intra else 0}")
+                f"r{self.refresh_period}|ai{2 if self.adaptive_intra else 0}|"
+                f"sk{int(self.skip_frames)}|intra{intra.hexdigest()[:16]}")
 
 
 def _factories() -> tuple[dict, dict]:
@@ -202,7 +215,9 @@ def _factories() -> tuple[dict, dict]:
 
     images = {**classic.IMAGE_CODECS, "ncodec": NcodecImage, "ncodec-lossless": NcodecLossless}
     return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo,
-                    "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False)}
+                    "ncodec-video-noskip": functools.partial(NcodecVideo, skip_frames=False),
+                    "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False,
+                                                        skip_frames=False)}
 
 
 def codec_names(kind: str | None = None) -> list[str]:
