@@ -373,7 +373,7 @@ class VideoEncoder:
     intra cost of the last trial: then the P frame is kept untried (at least every 8th frame
     is a trial). ``skip_frames`` (default on) codes a P frame as a skip frame (its motion only;
     the frame is the motion-compensated prediction) where that has the lower cost: every P
-    frame is coded both ways, the motion-only way costs about a tenth of a P frame's time.
+    frame is coded both ways (the motion search and coding run twice).
     ``threads`` sets torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
     ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
