@@ -15,9 +15,10 @@ one flag byte and one rANS stream; its symbol checksum is checked. The flag byte
 is 0, 1 (the propagated feature is rebuilt from the previous decoded frame first) or 2 (a skip
 frame: only its motion is coded, the frame is the motion-compensated prediction; layout
 version 2); an intra frame's is 0.
-Header params: ``v`` (layout version: 2; 1, without skip frames, is still read), ``intra_period``, ``refresh_period``, ``intra_model``
-and ``intra_digest`` (the image model coding the intra frames), and ``width``/``height``
-for odd-sized YUV 4:2:0 (the container's header holds the even-rounded size then).
+Header params: ``v`` (layout version: 2; 1, without skip frames, is still read),
+``intra_period``, ``refresh_period``, ``intra_model`` and ``intra_digest`` (the image model
+coding the intra frames), and ``width``/``height`` for odd-sized YUV 4:2:0 (the container's
+header holds the even-rounded size then).
 
 Intra frames are coded with the image codec's model (:mod:`models.image`, the shipped
 ``image_small``): its latent decoding is exact; its synthesis (including the latent residual
