@@ -431,20 +431,22 @@ class VideoEncoder:
                    and (s.since_intra + 1) % self.refresh_period == 0)
         before = s.state()
         enc, rec, payload = self._code(x, intra, refresh)
-        skip = False
+        skip, p_cost = False, None  # p_cost: the kept inter coding's cost, once known
         if self.skip_frames and not intra:
             p_cost, after_p = s.rd_cost(x, rec, len(payload)), s.state()
             s.set_state(before)
             tried = self._code(x, False, False, skip=True)
-            skip = s.rd_cost(x, tried[1], len(tried[2])) < p_cost
+            skip_cost = s.rd_cost(x, tried[1], len(tried[2]))
+            skip = skip_cost < p_cost
             if skip:
-                enc, rec, payload = tried
+                (enc, rec, payload), p_cost = tried, skip_cost
             else:
                 s.set_state(after_p)
         if self.adaptive_intra and intra:  # a forced intra frame's cost
             self._intra_cost = s.rd_cost(x, rec, len(payload))
         elif self.adaptive_intra:
-            p_cost = s.rd_cost(x, rec, len(payload))
+            if p_cost is None:
+                p_cost = s.rd_cost(x, rec, len(payload))
             if self._untried < _MAX_UNTRIED and p_cost < _KEEP_P_BELOW * self._intra_cost:
                 self._untried += 1
             else:  # the trial: also code it intra, keep the cheaper

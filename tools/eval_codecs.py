@@ -18,6 +18,7 @@ Names may carry a variant after ``@`` (a preset, effort or speed: ``x264@medium`
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numpy as np
 
@@ -143,6 +144,10 @@ class NcodecVideo(VideoAdapter):
         self.model, _, self.digest, self.model_id = video.load_model(self.weights)
         n = int(self.model.cfg.n_quality)
         self.adaptive_intra, self.skip_frames = adaptive_intra, skip_frames
+        from codec.image import DEFAULT_MODEL, WEIGHTS_DIR  # the intra frames' model
+
+        self.intra_digest = hashlib.sha256(
+            (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes()).hexdigest()
         self.name = ("ncodec-video" + ("-p" if not adaptive_intra else "" if skip_frames
                                        else "-noskip")
                      + (f"@{Path(variant).stem}" if variant else ""))
@@ -199,14 +204,9 @@ class NcodecVideo(VideoAdapter):
         # ai2: the trial-based adaptive intra decision (ai1, every frame coded both ways, may give
         # other streams); sk1: skip frames; bump them when a decision changes. The intra
         # frames' (shipped) image model is part of the stream too.
-        import hashlib
-
-        from codec.image import DEFAULT_MODEL, WEIGHTS_DIR
-
-        intra = hashlib.sha256((WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes())
         return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
                 f"r{self.refresh_period}|ai{2 if self.adaptive_intra else 0}|"
-                f"sk{int(self.skip_frames)}|intra{intra.hexdigest()[:16]}")
+                f"sk{int(self.skip_frames)}|intra{self.intra_digest[:16]}")
 
 
 def _factories() -> tuple[dict, dict]:
