@@ -209,6 +209,8 @@ class ImageCodec(ArrayCodec):
         from codec.metrics import psnr as psnr_fn
 
         assert psnr is not None
+        if not 0 < float(psnr) < math.inf:
+            raise CodecError("PSNR target must be a positive number of dB")
         return self._search(trial, lambda d, r: psnr_fn(a, self._reconstruct(r["y_rec"], _q_of(d), h, w)),
                             float(psnr), rel=0.0, at_least=True)
 

@@ -62,10 +62,10 @@ def write_atomic(path: str | os.PathLike, data: bytes, force: bool = False) -> N
         sys.stdout.buffer.flush()
         return
     path = Path(path)
-    if path.exists() and not force:
-        raise CodecError(f"{path}: already exists (use --force to overwrite)")
     if path.is_dir():
         raise CodecError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise CodecError(f"{path}: already exists (use --force to overwrite)")
     parent = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)

@@ -130,7 +130,7 @@ def _check_size(w: int, h: int, what: str) -> None:
 def parse_size(text: str) -> tuple[int, int]:
     """``"WxH"`` -> ``(width, height)``; anything else is a :class:`CodecError`."""
     w, sep, h = str(text).lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit():
+    if not sep or not (w + h).isascii() or not w.isdigit() or not h.isdigit():
         raise CodecError(f"bad size {text!r}: expected WIDTHxHEIGHT, e.g. 1920x1080")
     _check_size(int(w), int(h), f"size {text!r}")
     return int(w), int(h)
@@ -334,6 +334,8 @@ class _Y4MSource(_StreamSource):
         while True:
             line = self._f.readline(_MAX_HEADER)
             if not line:
+                if n == 0:
+                    raise CodecError(f"{self.name}: y4m has no frames")
                 return
             if not line.startswith(b"FRAME") or not line.endswith(b"\n"):
                 raise CodecError(f"{self.name}: bad y4m frame header before frame {n}")

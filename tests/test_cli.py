@@ -77,6 +77,10 @@ def test_encode_rejects_quality_out_of_range(tmp_path):
     r = run("encode", str(p), "-o", str(tmp_path / "x.ncz"), "-q", "90")  # not JPEG's 0..100
     assert r.returncode == 1 and b"out of ncodec's range -3..7" in r.stderr
     assert r.stderr.count(b"\n") == 1 and not (tmp_path / "x.ncz").exists()
+    for target in ("nan", "-1", "0"):
+        r = run("encode", str(p), "-o", str(tmp_path / "x.ncz"), "--psnr", target)
+        assert r.returncode == 1 and b"PSNR target must be" in r.stderr
+    assert run("encode", str(p), "-j", "-3").returncode == 2  # argparse: usage error
 
 
 def test_encode_refuses_to_overwrite_its_input(tmp_path):
@@ -97,6 +101,8 @@ def test_write_atomic_refuses_existing_and_leaves_no_temp(tmp_path):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out.bin"]
     with pytest.raises(CodecError, match="no such directory"):
         write_atomic(tmp_path / "missing" / "f", b"")
+    with pytest.raises(CodecError, match="is a directory"):  # not "use --force"
+        write_atomic(tmp_path, b"")
 
 
 def test_main_returns_exit_codes(ncz, capsys):

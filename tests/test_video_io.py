@@ -88,6 +88,9 @@ def test_y4m_header_variants_and_errors(tmp_path):
     p.write_bytes(b"YUV4MPEG2 W4 H4 F25:1 C420p10\n" + body)
     with pytest.raises(CodecError, match="no frames|cannot"):  # 10-bit goes to PyAV
         _read(p)
+    p.write_bytes(b"YUV4MPEG2 W4 H4 F25:1\n")  # a header, no frame
+    with pytest.raises(CodecError, match="no frames"):
+        _read(p)
     p.write_bytes(b"NOTY4M W4\n")
     with pytest.raises(CodecError, match="not a y4m"):
         _read(p)
@@ -107,8 +110,9 @@ def test_raw_yuv_reading(tmp_path):
         open_video(p)
     with pytest.raises(CodecError, match="not a whole number"):
         open_video(p, size=(10, 6))
-    with pytest.raises(CodecError, match="bad size"):
-        parse_size("8by6")
+    for bad in ("8by6", "\u00b2x2", "8x-6"):  # '²' passes str.isdigit, not int()
+        with pytest.raises(CodecError, match="bad size"):
+            parse_size(bad)
     with pytest.raises(CodecError, match="out of range"):
         parse_size("0x6")
     with pytest.raises(CodecError, match="pix-fmt"):

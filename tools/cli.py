@@ -439,9 +439,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+    p.add_argument("-j", "--jobs", type=_count, default=1, metavar="N",
                    help="batches: N worker processes (one torch thread each; 0 = one per "
                         "core; default 1)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
