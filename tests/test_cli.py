@@ -57,6 +57,7 @@ def test_bad_inputs_one_line_exit_1(tmp_path, content, msg):
         r = run(*args)
         assert r.returncode == 1
         assert msg in r.stderr and r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr
+        assert str(p).encode() in r.stderr  # the message names the file
     assert not (tmp_path / "out.png").exists()
 
 

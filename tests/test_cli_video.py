@@ -198,6 +198,18 @@ def test_batch_folder_with_two_workers(tmp_path, capfd):
                   if p.is_file()) == ["a.png", "b.png", "sub/b.png"]
 
 
+def test_failed_batch_leaves_no_new_folders(tmp_path, capfd):
+    """Every file of a batch failing leaves no empty output folders behind (folders that
+    existed before stay)."""
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "bad.png").write_bytes(b"not a png")
+    (tmp_path / "out").mkdir()
+    assert main(["encode", str(d), "-o", str(tmp_path / "out" / "new"), "--quiet"]) == 1
+    assert "bad.png" in capfd.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"] and not os.listdir(tmp_path / "out")
+
+
 def test_image_pipe_stdin_stdout(tmp_path, stdio, capfd):
     """``ncodec encode - -o - < in.png | ncodec decode - -o out.png`` (in-process: stdin
     and stdout replaced by byte streams) and ``info -``."""

@@ -142,7 +142,7 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
     try:
         image = read_image(raw)
     except CodecError as e:
-        raise CodecError(f"{'stdin' if inp == '-' else inp}: {e}") from None
+        raise CodecError(_named(inp, e)) from None
     if o.get("lossless"):
         data = _codec_for(StreamKind.LOSSLESS, o.get("device")).encode(image)
     else:
@@ -278,7 +278,7 @@ def _run_job(job: tuple[str, str, str, dict]) -> str | None:
     try:
         (encode_file if op == "encode" else decode_file)(inp, out, o, progress=False)
     except (CodecError, FormatError) as e:
-        return f"{inp}: {e}" if inp not in str(e) else str(e)
+        return _named(inp, e)
     except OSError as e:
         return f"{inp}: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
     return None
@@ -328,9 +328,12 @@ def _run_batch(args: argparse.Namespace, op: str, o: dict) -> int:
             raise CodecError(f"{src} and {seen[key]} would both be written to {dst}")
         seen[key] = src
         jobs.append([op, src, dst, o])
+    made = set()  # folders this batch creates: removed again if nothing lands in them
     if out_dir is not None:
         for j in jobs:
-            Path(j[2]).parent.mkdir(parents=True, exist_ok=True)
+            d = Path(j[2]).parent
+            made.update(a for a in (d, *d.parents) if not a.exists())
+            d.mkdir(parents=True, exist_ok=True)
     failed = 0
     with _bar(o, len(jobs), f"ncodec {op}", "file") as bar:
         for msg in _map(jobs, args.jobs):
@@ -338,6 +341,9 @@ def _run_batch(args: argparse.Namespace, op: str, o: dict) -> int:
                 failed += 1
                 bar.write(f"ncodec: error: {msg}", file=sys.stderr)
             bar.update()
+    for d in sorted(made, key=lambda a: len(a.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
     return 1 if failed else 0
 
 
@@ -410,8 +416,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     o = _options(args)
     if _is_batch(args):
         return _run_batch(args, "decode", o)
-    decode_file(args.inputs[0], args.output, o)
+    try:
+        decode_file(args.inputs[0], args.output, o)
+    except FormatError as e:  # a damaged stream: say which file
+        raise CodecError(_named(args.inputs[0], e)) from None
     return 0
+
+
+def _named(inp: str, e: Exception) -> str:
+    """The error's message, led by the input's name unless it already holds it."""
+    name = "stdin" if inp == "-" else inp
+    return str(e) if name in str(e) else f"{name}: {e}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -419,9 +434,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from codec.metrics import bpp
 
     data = read_bytes(args.input)
-    reader = ContainerReader(data)
-    h = reader.header
-    units = list(reader)
+    try:
+        reader = ContainerReader(data)
+        h = reader.header
+        units = list(reader)
+    except FormatError as e:
+        raise CodecError(_named(args.input, e)) from None
     frames = max(len(units), 1)
     info = {"file": args.input, "bytes": len(data), **h.to_dict(), "units": len(units),
             "key_units": sum(u.type == 0 for u in units),
