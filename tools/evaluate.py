@@ -402,9 +402,9 @@ def rd_plot(summary: dict, kind: str, title: str) -> bytes:
     lossy = {n: c for n, c in summary.items() if not all(p["exact"] for p in c["points"])}
     if kind == "image":
         panels = [("psnr_rgb", "PSNR RGB (dB)", None), ("ms_ssim_rgb", "MS-SSIM RGB (dB)", None)]
-    else:
+    else:  # one panel per clip, titled with its name
         items = sorted({i for c in lossy.values() for i in c["items"]})
-        panels = [("psnr_yuv", f"YUV-PSNR (dB) - {i}", i) for i in items]
+        panels = [("psnr_yuv", "YUV-PSNR (dB)", i) for i in items]
     cols = min(len(panels), 3)
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.2 * rows), squeeze=False)
@@ -419,6 +419,8 @@ def rd_plot(summary: dict, kind: str, title: str) -> bytes:
             ax.plot([p["bpp"] for p in pts], y, "o-", ms=3, label=name)
         ax.set_xlabel("bpp")
         ax.set_ylabel(label)
+        if item is not None:
+            ax.set_title(item, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return figure_png(fig, axes, len(panels), title, dpi=110)
@@ -481,7 +483,12 @@ def write_outputs(out: Path, kind: str, records: list[dict], adapters: list, ref
     if more_refs and vs:  # (no lossy reference: no matrix)
         table += vs_table(vs, kind, method)
     write_atomic(out / "table.md", table.encode(), force=True)
-    title = " ".join(Path(i).name for i in meta.get("input", "").split())  # names, not paths
+    if kind == "video":  # the panels name the clips
+        ip = meta.get("intra_period", -1)
+        title = (f"first {meta.get('frames')} frames, "
+                 + ("one intra frame" if ip is None or ip < 0 else f"intra period {ip}"))
+    else:
+        title = " ".join(Path(i).name for i in meta.get("input", "").split())  # names, not paths
     write_atomic(out / "rd.png", rd_plot(summary, kind, title), force=True)
     write_atomic(out / "meta.json", json_text({**meta, "versions": _versions(), "codecs": {
         a.name: {"description": a.description, "settings": list(a.settings)} for a in adapters}
