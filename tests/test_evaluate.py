@@ -141,6 +141,16 @@ def test_eval_video_clip(tmp_path):
     assert math.isfinite(bd["x265"]["psnr_yuv_pchip"]["clip.y4m"])
 
 
+def test_video_table_shows_slow_frame_rates():
+    from tools.evaluate import video_table
+
+    rec = lambda fps: {"bpp": 0.1, "psnr_yuv": 30.0, "psnr_rgb": 29.0, "enc_fps": fps}  # noqa: E731
+    summary = {"slow": {"items": {"c.y4m": [rec(0.263), rec(0.31)]}},
+               "fast": {"items": {"c.y4m": [rec(22.4), rec(73.0)]}}}
+    table = video_table(summary, {}, "fast", "pchip")
+    assert "| 0.26-0.31 |" in table and "| 22-73 |" in table
+
+
 def test_eval_errors(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing"), "-q"]) == 1
     assert "no such file" in capsys.readouterr().err
