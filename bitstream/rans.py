@@ -76,6 +76,10 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 
 _jit = nb.njit(cache=True, nogil=True)
 _pjit = nb.njit(cache=True, nogil=True, parallel=True)
+# Start numba's thread pool now, at import: with the OpenMP layer its start sets the OpenMP
+# thread count that torch shares to numba's default (all cores). Started later, by the first
+# parallel kernel inside a codec call, it would undo a caller's torch.set_num_threads.
+nb.get_num_threads()
 
 
 # ----------------------------------------------------------------------------------------

@@ -110,6 +110,25 @@ def test_seek_to_intra_frames(yuv_stream):
     assert dec.seek(0) == 0 and same(dec.read(), recs[0])
 
 
+def test_threads_setting_survives_numba_thread_start(yuv_stream, tmp_path):
+    """numba's OpenMP thread pool, started by the first table build, resets the thread count
+    torch shares; the decoder's ``threads`` must still hold after decoding."""
+    (tmp_path / "v.ncz").write_bytes(yuv_stream[0])
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_video_codec import tiny_models
+from codec.video import VideoDecoder
+vm, im = tiny_models()
+dec = VideoDecoder(open({str(tmp_path / 'v.ncz')!r}, 'rb'), model=vm, intra_model=im, threads=1)
+list(dec)
+assert torch.get_num_threads() == 1, torch.get_num_threads()
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120,
+                   env={**env, "NUMBA_NUM_THREADS": "2"})
+
+
 def test_cross_thread_decode_in_subprocess(yuv_stream, tmp_path):
     data, recs, _ = yuv_stream  # encoded with 1 thread
     (tmp_path / "v.ncz").write_bytes(data)
