@@ -315,7 +315,7 @@ class _Session:
 
     # -- one frame
     def code(self, coder, intra: bool, refresh: bool, x: torch.Tensor | None = None,
-             skip: bool = False) -> torch.Tensor:
+             skip: bool = False, refine=None) -> torch.Tensor:
         """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame (``skip``: a P frame
         that is its motion-compensated prediction); updates the state and returns the packed
         8-bit reconstruction (float64)."""
@@ -338,7 +338,7 @@ class _Session:
                 cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, dt)
                 q = torch.tensor([self.q])
                 out = m.p_frame(cod, self.fmt, q, self.ref_frame, self.ref_feat, self.prev_mv,
-                                refresh, x=x, skip=skip)
+                                refresh, x=x, skip=skip, refine=refine)
                 frame = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
                 self.ref_feat, self.prev_mv = out["feat"], out["mv"]
                 self.since_intra += 1
@@ -374,8 +374,10 @@ class VideoEncoder:
     intra cost of the last trial: then the P frame is kept untried (at least every 8th frame
     is a trial). ``skip_frames`` (default on) codes a P frame as a skip frame (its motion only;
     the frame is the motion-compensated prediction) where that has the lower cost: every P
-    frame is coded both ways (the motion search and coding run twice).
-    ``threads`` sets torch's threads.
+    frame is coded both ways (the motion search and coding run twice). ``effort`` 1 or 2
+    refines each P frame's latent by stochastic Gumbel annealing (30 / 100 Adam steps through
+    the contextual decoder, :class:`models.sga.PFrameRefiner`): a slower encoder, the same
+    decoder. ``threads`` sets torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
     ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
     write that flag back, e.g. into y4m ``XCOLORRANGE=FULL``).
@@ -385,7 +387,7 @@ class VideoEncoder:
                  quality: float = 1.5, intra_period: int = -1, refresh_period: int = 32,
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
                  intra_weights=None, intra_model=None, full_range: bool = False,
-                 adaptive_intra: bool = True, skip_frames: bool = True):
+                 adaptive_intra: bool = True, skip_frames: bool = True, effort: int = 0):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -398,6 +400,13 @@ class VideoEncoder:
                              f"0..{self._s.model.cfg.n_quality - 1}")
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         self.adaptive_intra, self.skip_frames = bool(adaptive_intra), bool(skip_frames)
+        self._refine = None
+        if effort:
+            from models.sga import PFrameRefiner
+
+            from .image import _sga_schedule
+
+            self._refine = PFrameRefiner(self._s.model, *_sga_schedule(effort))
         # what the last trial of the adaptive intra decision measured (see the class docstring)
         self._intra_cost, self._untried = math.inf, 0
         fps = Fraction(fps).limit_denominator(1 << 20)
@@ -471,7 +480,7 @@ class VideoEncoder:
         """Code the packed frame ``x`` (updating the session's state): (encoder, packed
         reconstruction, unit payload = flag byte + rANS stream)."""
         enc = RansEncoder()
-        rec = self._s.code(enc, intra, refresh, x=x, skip=skip)
+        rec = self._s.code(enc, intra, refresh, x=x, skip=skip, refine=self._refine)
         return enc, rec, bytes([_SKIP if skip else int(refresh)]) + enc.flush()
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import torch
 from .latent_codec import TrainSlot
 from .entropy import gaussian_likelihood
 
-__all__ = ["EFFORTS", "sga_refine"]
+__all__ = ["EFFORTS", "sga_optimize", "sga_refine", "PFrameRefiner"]
 
 #: ``--effort`` -> (Adam steps, learning rate). Measured with the shipped weights 6 on Kodak
 #: (results/image/sga_iterations_weights6.json): 30 steps at 2e-2 keep ~90 % of the PSNR gain
@@ -47,29 +47,60 @@ class _SGASlot(TrainSlot):
         return y_hat
 
 
-def sga_refine(model, x: torch.Tensor, y: torch.Tensor, q: float, iters: int = 100,
-               lr: float = 5e-3, tau_max: float = 0.5) -> torch.Tensor:
-    """Refined latent (same shape as ``y``) for image ``x`` (1x3xHxW in [0,1])."""
-    m = copy.deepcopy(model).float().eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    qt = torch.tensor([float(q)], device=y.device)
-    lam = m.lmbda(qt).item()
-    dec_scale = m._scaler(m.q_dec, qt)
+def sga_optimize(decode, y: torch.Tensor, x: torch.Tensor, lam: float, npx: int, iters: int,
+                 lr: float, tau_max: float = 0.5, lrp: bool = True) -> torch.Tensor:
+    """The SGA loop shared by the image and video coders: Adam on the latent ``y`` for
+    ``lam * 255^2 * MSE(decode(slot, y), x) + bits / npx``, where ``decode`` codes ``y``
+    through ``slot`` (soft rounding, likelihoods) and returns the reconstruction."""
     y = y.detach().float().clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
-    npx = x.shape[2] * x.shape[3]
-    with torch.no_grad():
-        z_hat = m.entropy_bottleneck(m.h_a(y), training=False)[0]
-        hyper = m._hyper(z_hat)  # the hyperprior is kept fixed: z is re-derived at encode
     for it in range(iters):
         tau = tau_max * min(1.0, max(0.0, 1.0 - it / max(1, iters)) * 1.0) + 1e-3
         slot = _SGASlot(tau)
-        _, y_rec = m.latent.run(hyper, slot, y)
-        x_hat = m.g_s(y_rec * dec_scale)
+        slot.lrp = lrp
+        x_hat = decode(slot, y)
         bpp = sum((-torch.log2(l)).sum() for l in slot.likelihoods) / npx
         loss = lam * 255.0 ** 2 * torch.mean((x_hat - x) ** 2) + bpp
         opt.zero_grad()
         loss.backward()
         opt.step()
     return y.detach()
+
+
+def _frozen_float_copy(model):
+    m = copy.deepcopy(model).float().eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def sga_refine(model, x: torch.Tensor, y: torch.Tensor, q: float, iters: int = 100,
+               lr: float = 5e-3, tau_max: float = 0.5) -> torch.Tensor:
+    """Refined latent (same shape as ``y``) for image ``x`` (1x3xHxW in [0,1])."""
+    m = _frozen_float_copy(model)
+    qt = torch.tensor([float(q)], device=y.device)
+    dec_scale = m._scaler(m.q_dec, qt)
+    with torch.no_grad():
+        z_hat = m.entropy_bottleneck(m.h_a(y.float()), training=False)[0]
+        hyper = m._hyper(z_hat)  # the hyperprior is kept fixed: z is re-derived at encode
+    return sga_optimize(lambda slot, yy: m.g_s(m.latent.run(hyper, slot, yy)[1] * dec_scale),
+                        y, x, m.lmbda(qt).item(), x.shape[2] * x.shape[3], iters, lr, tau_max)
+
+
+class PFrameRefiner:
+    """SGA of a P frame's latent for :meth:`models.video.VideoModel.p_frame` (``refine=``):
+    the entropy parameters, temporal contexts and motion-compensated prediction the frame
+    was coded with stay fixed; the latent is optimised through a float32 copy of the
+    contextual decoder. Encoder only: the decoder and the bitstream are unchanged."""
+
+    def __init__(self, model, iters: int, lr: float):
+        self.m, self.iters, self.lr = _frozen_float_copy(model), iters, lr
+
+    def __call__(self, x, y, ctx, contexts, pred, q, fmt) -> torch.Tensor:
+        m = self.m
+        ctx, pred, q = ctx.float(), pred.float(), q.float()
+        c1, c2, c3 = (c.float() for c in contexts)
+        with torch.enable_grad():
+            return sga_optimize(lambda slot, yy: m.synthesize(ctx, slot, yy, c1, c2, c3, q, fmt, pred)[2],
+                                y, x.float(), m.lmbda(q).item(), 4 * x.shape[2] * x.shape[3],
+                                self.iters, self.lr, lrp=False)

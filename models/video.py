@@ -406,7 +406,7 @@ class VideoModel(QualityKnob, nn.Module):
     def p_frame(self, coder, fmt: str, q: torch.Tensor, ref_frame: torch.Tensor,
                 ref_feat: torch.Tensor | None, prev_mv: torch.Tensor | None, refresh: bool,
                 x: torch.Tensor | None = None, flow: torch.Tensor | None = None,
-                skip: bool = False) -> dict:
+                skip: bool = False, refine=None) -> dict:
         """Code one P frame; the one code path of training (``TrainCoder``), encoding
         (``EncodeCoder``, ``x`` given) and decoding (``DecodeCoder``, ``x`` None).
 
@@ -456,10 +456,18 @@ class VideoModel(QualityKnob, nn.Module):
             z = None
         z_hat = coder.hyper("y", self.eb, z, (b, self.cfg.z, h16 // 2, w16 // 2))
         ctx = torch.cat([to_grid(self.h_s(z_hat.to(dt))), to_grid(self.tp(c3))], 1)
-        y_hat, _ = self.latent.run(ctx, coder.slot("y"), None if y is None else y.to(dt))
+        if y is not None and refine is not None:
+            y = refine(x, y, ctx, (c1, c2, c3), pred, q, fmt)
+        _, feat, x_hat = self.synthesize(ctx, coder.slot("y"), None if y is None else y.to(dt),
+                                         c1, c2, c3, q, fmt, pred)
+        return {"x_hat": x_hat, "feat": feat, "mv": mv_hat, "flow": flow_hat, "pred": pred}
+
+    def synthesize(self, ctx, slot, y, c1, c2, c3, q, fmt: str, pred) -> tuple:
+        """The frame latent through ``slot`` (entropy parameters from ``ctx``) and the
+        contextual decoder: ``(y_hat, feature, reconstruction)``."""
+        y_hat, _ = self.latent.run(ctx, slot, y)
         feat = self.ctx_dec(y_hat * self._q(self.q_dec, q), c1, c2, c3)
-        return {"x_hat": self.reconstruct(feat, fmt, pred), "feat": feat, "mv": mv_hat,
-                "flow": flow_hat, "pred": pred}
+        return y_hat, feat, self.reconstruct(feat, fmt, pred)
 
 
 def round_frame(x: torch.Tensor) -> torch.Tensor:

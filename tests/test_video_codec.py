@@ -247,6 +247,21 @@ def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
     assert all(same(a, b) for a, b in zip(out, old_recs))
 
 
+def test_effort_refines_p_frames_encoder_side_only():
+    """Effort 1 (SGA of each P frame's latent) changes the stream, which the unchanged
+    decoder reads bit for bit; an unknown effort is refused before any coding."""
+    from codec.video import VideoDecoder
+
+    plain, _, _ = encode("yuv420", 3, 32, 48, quality=2.0)
+    data, recs, _ = encode("yuv420", 3, 32, 48, quality=2.0, effort=1)
+    assert data != plain
+    vm, im = tiny_models()
+    out = list(VideoDecoder(data, model=vm, intra_model=im))
+    assert len(out) == 3 and all(same(a, b) for a, b in zip(out, recs))
+    with pytest.raises(CodecError, match="effort"):
+        encode("yuv420", 1, 32, 48, effort=5)
+
+
 def test_wrong_weights_file_is_a_codec_error(tmp_path):
     from codec.video import VideoDecoder, WEIGHTS_DIR
 

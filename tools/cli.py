@@ -158,8 +158,7 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
 def _encode_video(inp: str, out: str, o: dict, progress: bool) -> None:
     from codec.video_io import AtomicFile, open_video
 
-    for k, what in (("bpp", "--bpp"), ("psnr", "--psnr"), ("lossless", "--lossless"),
-                    ("effort", "--effort")):
+    for k, what in (("bpp", "--bpp"), ("psnr", "--psnr"), ("lossless", "--lossless")):
         if o.get(k):
             raise CodecError(f"{what} is not supported for video (use -q QUALITY)")
     if o.get("frames") is not None and o["frames"] < 1:
@@ -176,7 +175,7 @@ def _encode_video(inp: str, out: str, o: dict, progress: bool) -> None:
               "intra_period": o.get("intra_period") if o.get("intra_period") is not None else -1,
               "fps": src.fps, "full_range": bool(src.full_range),
               "adaptive_intra": not o.get("no_adaptive_intra"),
-              "skip_frames": not o.get("no_skip")}
+              "skip_frames": not o.get("no_skip"), "effort": o.get("effort") or 0}
         if o.get("quality") is not None:
             kw["quality"] = o["quality"]
         if o.get("refresh") is not None:
@@ -495,8 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--psnr", type=float, default=None, help="target PSNR in dB (images)")
     rate.add_argument("--lossless", action="store_true", help="lossless coding (images)")
     e.add_argument("--effort", type=int, default=0, choices=(0, 1, 2),
-                   help="encoder effort (images): 1 and 2 refine the latent with 30 / 100 "
-                        "SGA steps, about 1 / 4 minutes per Kodak image; decoding is unchanged")
+                   help="encoder effort: 1 and 2 refine the latent (images) or each P frame's "
+                        "latent (video) with SGA steps, about 1 / 4 minutes per Kodak image; "
+                        "decoding is unchanged")
     v = e.add_argument_group("video")
     v.add_argument("--intra-period", type=int, default=None, metavar="N",
                    help="an intra frame every N frames (default -1: only the first)")

@@ -126,13 +126,14 @@ class NcodecVideo(VideoAdapter):
     codec's feature refresh (its default when None); ``adaptive_intra`` and ``skip_frames``
     the encoder's own intra frames and skip frames (its defaults; ``ncodec-video-noskip``
     turns skip frames off, ``ncodec-video-p`` both: the anchors' structure, intra frames only
-    where the intra period puts them, and the P-frame model on every other frame). Every
+    where the intra period puts them, and the P-frame model on every other frame);
+    ``effort`` the encoder's P-frame latent refinement (``ncodec-video-e1``). Every
     decode is checked against the encoder's own reconstruction: a mismatch is a
     :class:`CodecError`."""
 
     def __init__(self, variant: str | None = None, intra_period: int = -1,
                  refresh_period: int | None = None, adaptive_intra: bool = True,
-                 skip_frames: bool = True):
+                 skip_frames: bool = True, effort: int = 0):
         from pathlib import Path
 
         from codec import video
@@ -143,13 +144,13 @@ class NcodecVideo(VideoAdapter):
             self.weights = p if p.suffix else video.WEIGHTS_DIR / f"{variant}.safetensors"
         self.model, _, self.digest, self.model_id = video.load_model(self.weights)
         n = int(self.model.cfg.n_quality)
-        self.adaptive_intra, self.skip_frames = adaptive_intra, skip_frames
+        self.adaptive_intra, self.skip_frames, self.effort = adaptive_intra, skip_frames, effort
         from codec.image import DEFAULT_MODEL, WEIGHTS_DIR  # the intra frames' model
 
         self.intra_digest = hashlib.sha256(
             (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes()).hexdigest()
         self.name = ("ncodec-video" + ("-p" if not adaptive_intra else "" if skip_frames
-                                       else "-noskip")
+                                       else "-noskip") + (f"-e{effort}" if effort else "")
                      + (f"@{Path(variant).stem}" if variant else ""))
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
         self.intra_period = intra_period if intra_period and intra_period > 0 else -1
@@ -158,7 +159,8 @@ class NcodecVideo(VideoAdapter):
             f"intra period {self.intra_period}"
         refresh = "codec default" if refresh_period is None else refresh_period
         adaptive = (", plus adaptive intra frames" if adaptive_intra else "") + (
-            ", plus skip frames" if skip_frames else "")
+            ", plus skip frames" if skip_frames else "") + (
+            f", P-frame latent refinement (effort {effort})" if effort else "")
         self.description = (f"ncodec learned video codec, model {self.model_id}, YUV 4:2:0, "
                             f"low delay ({keyint}{adaptive}, feature refresh {refresh})")
         self._recon: tuple[bytes, list] | None = None
@@ -173,7 +175,7 @@ class NcodecVideo(VideoAdapter):
         with VideoEncoder(buf, video.width, video.height, fmt="yuv420", quality=float(setting),
                           intra_period=self.intra_period, fps=video.fps, weights=self.weights,
                           adaptive_intra=self.adaptive_intra, skip_frames=self.skip_frames,
-                          **kw) as enc:
+                          effort=self.effort, **kw) as enc:
             recon = [enc.encode((video.y[t], video.u[t], video.v[t]))
                      for t in range(video.frames)]
         data = buf.getvalue()
@@ -216,6 +218,7 @@ def _factories() -> tuple[dict, dict]:
     images = {**classic.IMAGE_CODECS, "ncodec": NcodecImage, "ncodec-lossless": NcodecLossless}
     return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo,
                     "ncodec-video-noskip": functools.partial(NcodecVideo, skip_frames=False),
+                    "ncodec-video-e1": functools.partial(NcodecVideo, effort=1),
                     "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False,
                                                         skip_frames=False)}
 

@@ -14,7 +14,8 @@ Curriculum (DCVC-style): first single P frames (with an auxiliary loss on the wa
 reference frame, so that the motion coder learns useful flow), then cascades of several P
 frames with the gradient through the whole chain (error propagation is trained), with a
 feature refresh at random P frames (both reference paths are trained). Per sample the quality
-is uniform in ``[0, n_quality - 1]`` with loss ``lambda(q) * 255^2 * MSE + bpp``; RGB is
+is uniform in ``[0, n_quality - 1]`` (``--q-min`` raises the lower end) with loss
+``lambda(q) * 255^2 * MSE + bpp``; RGB is
 trained on a share of the batches (the clips converted to RGB). Checkpoints (model,
 optimizers, step, wall time) every ``--ckpt-every`` seconds and on SIGTERM; an existing
 ``<out>/last.pt`` is resumed; JSON log lines in ``<out>/log.jsonl``. Devices, ``torchrun``,
@@ -376,6 +377,8 @@ def main(argv=None) -> None:
     ap.add_argument("--single-steps", type=int, default=400, help="steps of single P frames")
     ap.add_argument("--max-p", type=int, default=3, help="longest cascade (P frames)")
     ap.add_argument("--refresh-p", type=float, default=0.25)
+    ap.add_argument("--q-min", type=float, default=0.0,
+                    help="train qualities uniform in [Q_MIN, n_quality - 1] (a high-rate fine-tune)")
     ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--y-ramp-start", type=int, default=10 ** 9,
@@ -470,7 +473,7 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
         n_p = 1 if single else int(rng.integers(2, args.max_p + 1))
         fmt = "rgb" if rng.random() < args.rgb_p else "yuv420"
         idx = rng.integers(0, len(seqs), args.batch)
-        q = torch.rand(args.batch) * (nq - 1)
+        q = args.q_min + torch.rand(args.batch) * (nq - 1 - args.q_min)
         sq, ir = batch(idx, q, fmt, args.crop_single if single else args.size)
         q = q.to(dev)
         decayed = step >= args.decay_step or run.decayed
