@@ -220,6 +220,14 @@ VIDEO_ARGS = ["--config", "tiny", "--crops", "100", "--frames", "3", "--size", "
               "--rgb-p", "0.5", "--log-every", "1", "--eval-every", "1000000", "--device", "cpu"]
 
 
+def test_video_q_min_out_of_range_is_a_usage_error(capsys):
+    import tools.train_video as tv
+
+    with pytest.raises(SystemExit) as e:
+        tv.main(["--q-min", "9", "--steps", "1"])
+    assert e.value.code == 2 and "--q-min must lie in [0, 3]" in capsys.readouterr().err
+
+
 def test_video_steps(video_root, monkeypatch):
     import tools.train_video as tv
 

@@ -408,6 +408,8 @@ def main(argv=None) -> None:
                     help="measure with the encoder's adaptive intra frames (as `ncodec encode`)")
     ap.add_argument("--anchors", default="", help="also measure these classic codecs (x264,x265)")
     args, cfg = parse_with_config(ap, argv, CONFIGS, VideoModelConfig)
+    if not 0.0 <= args.q_min <= cfg.n_quality - 1:
+        ap.error(f"--q-min must lie in [0, {cfg.n_quality - 1}], not {args.q_min:g}")
     if args.measure is not None:
         clips = [Path(c) for c in args.measure] or [VIDEO / "compressed" / f"{c}{e}" for c, e in
                                                     (("carphone_pristine", ".mp4"), ("asl_book", ".mkv"))]
