@@ -12,10 +12,16 @@ propagated feature and MV latent)::
 Container: kind VIDEO; one unit per frame, KEY for intra frames (listed in the index, so
 :meth:`VideoDecoder.seek` can start at any of them), INTER for P frames. A unit's payload is
 one flag byte and one rANS stream; its symbol checksum is checked. The flag byte of a P frame
-is 0, 1 (the propagated feature is rebuilt from the previous decoded frame first) or 2 (a skip
+is 0, 1 (the propagated feature is rebuilt from the previous decoded frame first), 2 (a skip
 frame: only its motion is coded, the frame is the motion-compensated prediction; layout
-version 2); an intra frame's is 0.
-Header params: ``v`` (layout version: 2; 1, without skip frames, is still read),
+version 2), 4 or 5 (a P frame with copy blocks, bit 0 the refresh: a block mask comes first,
+and the masked 16 x 16 blocks are the motion-compensated prediction, their latent not coded)
+or 8 (a replenished frame: a block mask, then an intra frame whose masked blocks are not
+coded but copied from the previous decoded frame; layout version 3); an intra frame's is 0.
+The block masks are coded with an adaptive binary context model (:class:`_MaskModel`) whose
+counts restart at every intra frame.
+Header params: ``v`` (layout version: 3; 1, without skip frames, and 2, without copy blocks,
+are still read),
 ``intra_period``, ``refresh_period``, ``intra_model`` and ``intra_digest`` (the image model
 coding the intra frames), and ``width``/``height`` for odd-sized YUV 4:2:0 (the container's
 header holds the even-rounded size then).
@@ -40,6 +46,7 @@ import copy
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -57,8 +64,15 @@ __all__ = ["VideoEncoder", "VideoDecoder", "export_weights", "load_model", "WEIG
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "video_small"
-FORMAT_VERSION = 2
-_SKIP = 2  # the unit flag of a skip frame (bit 0 is the feature refresh)
+FORMAT_VERSION = 3
+_SKIP = 2  # unit flags: skip frame (bit 0 is the feature refresh)
+_COPY = 4  # P frame with copy blocks (may carry the refresh bit)
+_REPLENISH = 8  # intra-coded blocks over a copy of the previous frame
+_VERSIONS = (1, 2, FORMAT_VERSION)  # layout versions read
+# Copy-block decisions: a block is copied where lambda * (its distortion increase) <= K * the
+# bits its latent cost when coded (the coded latent also shapes neighbouring blocks, and the
+# copy saves more than its own symbols: measured on carphone and asl_book, tools/video_eval).
+_COPY_K = 2.0
 _COLOR = {"yuv420": ColorFormat.YUV420, "rgb": ColorFormat.RGB}
 _KR, _KB = 0.299, 0.114
 
@@ -189,14 +203,79 @@ class _Intra:
         x = self.g_s(torch.cat(recs, 1) * scale)
         return torch.round(torch.clamp(x, 0, 1) * 255.0)  # integer-valued float64
 
-    def encode(self, rgb: torch.Tensor, q: float, coder) -> torch.Tensor:
+    def encode(self, rgb: torch.Tensor, q: float, coder, skip=None) -> tuple:
+        """(RGB reconstruction, estimated latent bits per 16 x 16 block)."""
         y = self.m.analysis(rgb.float(), q)
-        r = self.m.compress_latent(y, coder, self.codec.tables)
+        r = self.m.compress_latent(y, coder, self.codec.tables, skip)
+        return self._synth(r["y_hat"], q), r["bits"]
+
+    def decode(self, coder, hp: int, wp: int, q: float, skip=None) -> torch.Tensor:
+        r = self.m.decompress_latent(coder, self.codec.tables, hp // 16, wp // 16, skip)
         return self._synth(r["y_hat"], q)
 
-    def decode(self, coder, hp: int, wp: int, q: float) -> torch.Tensor:
-        r = self.m.decompress_latent(coder, self.codec.tables, hp // 16, wp // 16)
-        return self._synth(r["y_hat"], q)
+
+# ---- copy-block masks -------------------------------------------------------------------
+class _MaskModel:
+    """Adaptive binary context model of the copy-block masks (one bit per 16 x 16 block).
+
+    A mask is coded in two checkerboard passes, each one vectorized rANS call: the anchors
+    with the co-located bit of the previous frame's mask as context (or "none"), then the
+    others with the share of copied anchors among their four neighbours (0..4) and that same
+    bit. Probabilities are integer counts per context and mask kind, updated after each pass
+    (halved past ``_LIMIT``); the encoder and decoder update them identically, and both
+    restart them at an intra frame (where decoding may start)."""
+
+    _LIMIT = 1 << 10
+
+    def __init__(self):
+        self.counts = np.ones((2, 18, 2), np.int64)
+        self.prev: np.ndarray | None = None
+
+    def _pmf(self, kind: int, ctx: np.ndarray) -> np.ndarray:
+        c = self.counts[kind, ctx].astype(np.float64)
+        return c / c.sum(1, keepdims=True)
+
+    def code(self, coder, kind: int, shape: tuple, mask: np.ndarray | None = None) -> np.ndarray:
+        """Encode ``mask`` (h x w of 0/1; ``coder`` a RansEncoder) or decode one (``mask``
+        None); returns it. ``kind`` 0: P-frame copy blocks, 1: replenished frame."""
+        h, w = shape
+        ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        anchor = (ii + jj) % 2 == 0
+        prev = self.prev if self.prev is not None and self.prev.shape == shape else None
+        pc = np.full(shape, 2, np.int64) if prev is None else prev.astype(np.int64)
+        out = np.zeros(shape, np.int64)
+        ctx_a = pc[anchor]
+        out[anchor] = self._pass(coder, kind, ctx_a, None if mask is None else mask[anchor])
+        nb = np.pad(out, 1)
+        cnt = np.pad(anchor.astype(np.int64), 1)
+        s = nb[:-2, 1:-1] + nb[2:, 1:-1] + nb[1:-1, :-2] + nb[1:-1, 2:]
+        n = np.maximum(cnt[:-2, 1:-1] + cnt[2:, 1:-1] + cnt[1:-1, :-2] + cnt[1:-1, 2:], 1)
+        ctx_b = (3 + 3 * ((4 * s + n // 2) // n) + pc)[~anchor]
+        out[~anchor] = self._pass(coder, kind, ctx_b, None if mask is None else mask[~anchor])
+        self.prev = out.astype(np.uint8)
+        return self.prev
+
+    def _pass(self, coder, kind, ctx, bits):
+        """Code one pass's bits (contexts ``ctx``), then update the counts."""
+        if ctx.size == 0:
+            return np.zeros(0, np.int64)
+        pmf = self._pmf(kind, ctx)
+        if bits is not None:
+            bits = bits.astype(np.int64)
+            coder.encode_categorical(bits.astype(np.int32), pmf, 16)
+        else:
+            bits = coder.decode_categorical(pmf, 16).astype(np.int64)
+        c = self.counts[kind]
+        np.add.at(c, (ctx, bits), 1)
+        while c.sum(1).max() > self._LIMIT:
+            c[:] = (c + 1) // 2
+        return bits
+
+
+def _block_sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared error of two packed frames per 16 x 16-pixel block (1 x 1 x H/16 x W/16)."""
+    d = ((a.double() - b.double()) ** 2).sum(1, keepdim=True)
+    return torch.nn.functional.avg_pool2d(d, 8, 8) * 64.0
 
 
 # ---- the shared frame loop -------------------------------------------------------------
@@ -231,21 +310,40 @@ class _Session:
         self.ref_feat: torch.Tensor | None = None
         self.prev_mv: torch.Tensor | None = None
         self.since_intra = 0
+        self.masks = _MaskModel()
+        self.last: dict = {}  #: what the last coded frame leaves for the encoder's decisions
 
     def state(self) -> tuple:
-        """The one-frame state (tensors are replaced, never changed in place, by :meth:`code`)."""
-        return self.ref_frame, self.ref_feat, self.prev_mv, self.since_intra
+        """The one-frame state (tensors are replaced, never changed in place, by :meth:`code`;
+        the mask model is copied)."""
+        return (self.ref_frame, self.ref_feat, self.prev_mv, self.since_intra,
+                copy.deepcopy(self.masks))
 
     def set_state(self, st: tuple) -> None:
-        self.ref_frame, self.ref_feat, self.prev_mv, self.since_intra = st
+        self.ref_frame, self.ref_feat, self.prev_mv, self.since_intra, masks = st
+        self.masks = copy.deepcopy(masks)
+
+    def _lambda(self) -> float:
+        return self.model.lmbda(torch.tensor([self.q])).item() * 255.0 ** 2
 
     def rd_cost(self, x: torch.Tensor, rec: torch.Tensor, nbytes: int) -> float:
         """``lambda(q) * 255^2 * MSE + bpp`` of a coded frame over the frame's own packed samples
         (the trade-off the video model was trained for)."""
         ch, cw = (self.h + 1) // 2, (self.w + 1) // 2
         mse = torch.mean((rec[..., :ch, :cw].double() - x[..., :ch, :cw].double()) ** 2).item()
-        lam = self.model.lmbda(torch.tensor([self.q])).item()
-        return lam * 255.0 ** 2 * mse + 8.0 * nbytes / (self.w * self.h)
+        return self._lambda() * mse + 8.0 * nbytes / (self.w * self.h)
+
+    def copy_mask(self, x: torch.Tensor, coded: torch.Tensor, copied: torch.Tensor,
+                  bits: torch.Tensor) -> torch.Tensor:
+        """The blocks (1 x 1 x H/16 x W/16) worth copying from ``copied`` instead of coding
+        as in ``coded`` (which cost ``bits`` per block), by the :meth:`rd_cost` trade-off;
+        the padding beyond the frame is copied."""
+        ch, cw = (self.h + 1) // 2, (self.w + 1) // 2
+        inside = torch.zeros_like(x[:, :1], dtype=torch.float64)
+        inside[..., :ch, :cw] = 1.0
+        per_bit = self._lambda() / (inside.sum().item() * x.shape[1]) * self.w * self.h
+        worse = _block_sse(x * inside, copied * inside) - _block_sse(x * inside, coded * inside)
+        return (per_bit * worse <= _COPY_K * bits.double()).double()
 
     # -- frames <-> padded tensors
     def to_packed(self, frame) -> torch.Tensor:
@@ -315,35 +413,61 @@ class _Session:
 
     # -- one frame
     def code(self, coder, intra: bool, refresh: bool, x: torch.Tensor | None = None,
-             skip: bool = False, refine=None) -> torch.Tensor:
-        """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame (``skip``: a P frame
-        that is its motion-compensated prediction); updates the state and returns the packed
-        8-bit reconstruction (float64)."""
-        from models.video import DecodeCoder, EncodeCoder
+             skip: bool = False, refine=None, copy_blocks: bool = False,
+             mask: np.ndarray | None = None, replenish: bool = False) -> torch.Tensor:
+        """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame; updates the state
+        and returns the packed 8-bit reconstruction (float64). ``skip``: a P frame that is its
+        motion-compensated prediction; ``copy_blocks``: a block mask is coded (``mask``, H/16
+        x W/16 of 0/1, when encoding), its blocks are copied from the motion-compensated
+        prediction in a P frame, from the previous decoded frame in a ``replenish``-ed
+        (otherwise intra-coded) frame. After encoding, :attr:`last` holds what the encoder's
+        copy decisions need: the rounded prediction (P frames) or intra reconstruction, and
+        the latent's estimated bits per block."""
+        from models.video import DecodeCoder, EncodeCoder, blend_blocks
 
         m = self.model
+        blocks = (self.hp // 16, self.wp // 16)
         with torch.no_grad():
-            if intra:
+            cm = None
+            if copy_blocks or replenish:
+                bits = self.masks.code(coder, int(replenish), blocks,
+                                       None if x is None else np.asarray(mask))
+                cm = torch.from_numpy(bits.astype(np.float64))[None, None]
+            if intra or replenish:
                 if x is not None:
-                    rgb = self.intra.encode(self._packed_to_rgb(x), self.q_intra, coder)
+                    rgb, bits = self.intra.encode(self._packed_to_rgb(x), self.q_intra, coder, cm)
                 else:
-                    rgb = self.intra.decode(coder, self.hp, self.wp, self.q_intra)
+                    rgb = self.intra.decode(coder, self.hp, self.wp, self.q_intra, cm)
                 frame = self._rgb_to_packed(rgb)
+                if cm is not None:
+                    frame = blend_blocks(cm, self._ref().double(), frame)
+                if not replenish:
+                    self.masks = _MaskModel()
+                if x is not None:
+                    self.last = {"intra": frame, "bits": bits}
                 self.ref_feat = self.prev_mv = None
                 self.since_intra = 0
             else:
-                if self.ref_frame is None:
-                    raise FormatError("a P frame without a preceding intra frame")
+                if cm is None:
+                    self.masks.prev = None
                 dt = m._dt()
                 cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, dt)
                 q = torch.tensor([self.q])
-                out = m.p_frame(cod, self.fmt, q, self.ref_frame, self.ref_feat, self.prev_mv,
-                                refresh, x=x, skip=skip, refine=refine)
+                out = m.p_frame(cod, self.fmt, q, self._ref(), self.ref_feat, self.prev_mv,
+                                refresh, x=x, skip=skip, refine=refine, copy=cm)
                 frame = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
+                if x is not None:
+                    self.last = {"pred": torch.round(torch.clamp(out["pred"], 0, 1) * 255.0) / 255.0,
+                                 "bits": out.get("y_bits")}
                 self.ref_feat, self.prev_mv = out["feat"], out["mv"]
                 self.since_intra += 1
         self.ref_frame = frame.to(m._dt())
         return frame
+
+    def _ref(self) -> torch.Tensor:
+        if self.ref_frame is None:
+            raise FormatError("a P frame without a preceding intra frame")
+        return self.ref_frame
 
     def params(self, intra_period: int, refresh_period: int) -> dict:
         p = {"v": FORMAT_VERSION, "intra_period": int(intra_period),
@@ -361,6 +485,23 @@ _KEEP_P_BELOW = 0.9  # P cost / last trial's intra cost under which the P frame 
 _MAX_UNTRIED = 7  # frames between trials at most
 
 
+@dataclass
+class _Candidate:
+    """One coding of a frame the encoder weighs: its rate-distortion cost, kind, packed
+    reconstruction, unit payload and checksum, and the session state it leaves."""
+    cost: float
+    kind: str
+    rec: torch.Tensor
+    payload: bytes
+    checksum: int
+    state: tuple
+    last: dict
+
+    @staticmethod
+    def key(c: "_Candidate") -> float:
+        return c.cost
+
+
 class VideoEncoder:
     """Frame-by-frame encoder into a binary file object (see the module docstring).
 
@@ -374,7 +515,13 @@ class VideoEncoder:
     intra cost of the last trial: then the P frame is kept untried (at least every 8th frame
     is a trial). ``skip_frames`` (default on) codes a P frame as a skip frame (its motion only;
     the frame is the motion-compensated prediction) where that has the lower cost: every P
-    frame is coded both ways (the motion search and coding run twice). ``effort`` 1 or 2
+    frame is coded both ways (the motion search and coding run twice). ``copy_blocks``
+    (default on) recodes each P frame with copy blocks: the 16 x 16 blocks where
+    ``lambda * (distortion increase) <= 2 x (their latent bits)`` are taken from the
+    motion-compensated prediction and their latent is not coded; kept where cheaper. With
+    ``adaptive_intra`` too, each intra trial is also recoded as a replenished frame: intra-coded
+    blocks over a copy of the previous decoded frame (not seekable; the intra frames stay the
+    seek points). ``effort`` 1 or 2
     refines each P frame's latent by stochastic Gumbel annealing (30 / 100 Adam steps through
     the contextual decoder, :class:`models.sga.PFrameRefiner`): a slower encoder, the same
     decoder. ``threads`` sets torch's threads.
@@ -387,7 +534,8 @@ class VideoEncoder:
                  quality: float = 1.5, intra_period: int = -1, refresh_period: int = 32,
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
                  intra_weights=None, intra_model=None, full_range: bool = False,
-                 adaptive_intra: bool = True, skip_frames: bool = True, effort: int = 0):
+                 adaptive_intra: bool = True, skip_frames: bool = True, copy_blocks: bool = True,
+                 effort: int = 0):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -400,6 +548,7 @@ class VideoEncoder:
                              f"0..{self._s.model.cfg.n_quality - 1}")
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         self.adaptive_intra, self.skip_frames = bool(adaptive_intra), bool(skip_frames)
+        self.copy_blocks = bool(copy_blocks)
         self._refine = None
         if effort:
             from models.sga import PFrameRefiner
@@ -422,6 +571,8 @@ class VideoEncoder:
         self.frames = 0
         self.intra_frames = 0  #: frames coded intra so far
         self.skipped_frames = 0  #: frames coded as skip frames so far
+        self.copy_frames = 0  #: P frames coded with copy blocks so far
+        self.replenished_frames = 0  #: frames coded as replenished (intra blocks + copies) so far
         self.frame_bytes: list[int] = []  #: payload bytes of each coded frame
         self._closed = False
 
@@ -439,49 +590,67 @@ class VideoEncoder:
         refresh = (not intra and self.refresh_period > 0
                    and (s.since_intra + 1) % self.refresh_period == 0)
         before = s.state()
-        enc, rec, payload = self._code(x, intra, refresh)
-        skip, p_cost = False, None  # p_cost: the kept inter coding's cost, once known
-        if self.skip_frames and not intra:
-            p_cost, after_p = s.rd_cost(x, rec, len(payload)), s.state()
-            s.set_state(before)
-            tried = self._code(x, False, False, skip=True)
-            skip_cost = s.rd_cost(x, tried[1], len(tried[2]))
-            skip = skip_cost < p_cost
-            if skip:
-                (enc, rec, payload), p_cost = tried, skip_cost
-            else:
-                s.set_state(after_p)
-        if self.adaptive_intra and intra:  # a forced intra frame's cost
-            self._intra_cost = s.rd_cost(x, rec, len(payload))
-        elif self.adaptive_intra:
-            if p_cost is None:
-                p_cost = s.rd_cost(x, rec, len(payload))
-            if self._untried < _MAX_UNTRIED and p_cost < _KEEP_P_BELOW * self._intra_cost:
-                self._untried += 1
-            else:  # the trial: also code it intra, keep the cheaper
-                after_p = s.state()
-                s.set_state(before)
-                tried = self._code(x, True, False)
-                self._intra_cost, self._untried = s.rd_cost(x, tried[1], len(tried[2])), 0
-                intra = self._intra_cost < p_cost
-                if intra:
-                    enc, rec, payload = tried
-                    skip = False
-                else:
-                    s.set_state(after_p)
-        self._w.write_unit(UnitType.KEY if intra else UnitType.INTER, enc.checksum, payload)
+        best = self._candidate(x, "intra" if intra else "p", refresh=refresh)
+        if not intra:
+            if self.copy_blocks:
+                best = self._copy_trial(x, before, best, "copy", best.rec, refresh)
+            if self.skip_frames:
+                best = min(best, self._try(x, before, "skip"), key=_Candidate.key)
+            if self.adaptive_intra:
+                if self._untried < _MAX_UNTRIED and best.cost < _KEEP_P_BELOW * self._intra_cost:
+                    self._untried += 1
+                else:  # the trial: also code it intra (and replenished), keep the cheapest
+                    tried = self._try(x, before, "intra")
+                    if self.copy_blocks:
+                        tried = self._copy_trial(x, before, tried, "replenish", tried.rec, False)
+                    self._intra_cost, self._untried = tried.cost, 0
+                    best = min(best, tried, key=_Candidate.key)
+            s.set_state(best.state)
+        elif self.adaptive_intra:  # a forced intra frame's cost
+            self._intra_cost = best.cost
+        key = best.kind == "intra"
+        self._w.write_unit(UnitType.KEY if key else UnitType.INTER, best.checksum, best.payload)
         self.frames += 1
-        self.intra_frames += int(intra)
-        self.skipped_frames += int(skip)
-        self.frame_bytes.append(len(payload))
-        return s.to_user(rec)
+        self.intra_frames += int(key)
+        self.skipped_frames += int(best.kind == "skip")
+        self.copy_frames += int(best.kind == "copy")
+        self.replenished_frames += int(best.kind == "replenish")
+        self.frame_bytes.append(len(best.payload))
+        return s.to_user(best.rec)
 
-    def _code(self, x: torch.Tensor, intra: bool, refresh: bool, skip: bool = False):
-        """Code the packed frame ``x`` (updating the session's state): (encoder, packed
-        reconstruction, unit payload = flag byte + rANS stream)."""
+    def _candidate(self, x, kind: str, refresh: bool = False, x_in=None, mask=None) -> "_Candidate":
+        """Code the packed frame ``x`` (or ``x_in``, a version of it with its copy blocks
+        replaced) as ``kind`` from the session's current state (which it updates)."""
+        s = self._s
         enc = RansEncoder()
-        rec = self._s.code(enc, intra, refresh, x=x, skip=skip, refine=self._refine)
-        return enc, rec, bytes([_SKIP if skip else int(refresh)]) + enc.flush()
+        flag = {"intra": 0, "skip": _SKIP, "replenish": _REPLENISH,
+                "copy": _COPY | int(refresh), "p": int(refresh)}[kind]
+        rec = s.code(enc, kind == "intra", refresh, x=x if x_in is None else x_in,
+                     skip=kind == "skip", refine=self._refine, copy_blocks=kind == "copy",
+                     mask=mask, replenish=kind == "replenish")
+        payload = bytes([flag]) + enc.flush()
+        return _Candidate(s.rd_cost(x, rec, len(payload)), kind, rec, payload, enc.checksum,
+                          s.state(), s.last)
+
+    def _try(self, x, before: tuple, kind: str, **kw) -> "_Candidate":
+        self._s.set_state(before)
+        return self._candidate(x, kind, **kw)
+
+    def _copy_trial(self, x, before: tuple, coded: "_Candidate", kind: str, rec,
+                    refresh: bool) -> "_Candidate":
+        """``coded`` (a P or intra coding of ``x``) against a coding with the blocks that are
+        worth copying copied (``kind`` "copy": from the prediction; "replenish": from the
+        previous frame); the cheaper of the two."""
+        from models.video import blend_blocks
+
+        src = coded.last["pred"] if kind == "copy" else before[0].double()
+        mask = self._s.copy_mask(x, rec, src, coded.last["bits"])
+        if not mask.any():
+            return coded
+        x_in = blend_blocks(mask, src, x.double()).float()
+        tried = self._try(x, before, kind, refresh=refresh, x_in=x_in,
+                          mask=mask[0, 0].numpy().astype(np.uint8))
+        return min(coded, tried, key=_Candidate.key)
 
     def close(self) -> None:
         if not self._closed:
@@ -514,9 +683,10 @@ class VideoDecoder:
         if fmt is None:
             raise CodecError(f"unsupported colour format {ColorFormat(h.color_format).name}")
         p = h.params
-        if p.get("v") not in (1, FORMAT_VERSION):
+        if p.get("v") not in _VERSIONS:
             raise FormatError(f"unsupported video layout version {p.get('v')!r}")
-        self._max_flag = 1 if p["v"] == 1 else _SKIP
+        self._flags = {0, 1} | ({_SKIP} if p["v"] >= 2 else set()) | (
+            {_COPY, _COPY | 1, _REPLENISH} if p["v"] >= 3 else set())
         w, hh = int(p.get("width", h.width)), int(p.get("height", h.height))
         if not (0 < w <= h.width and 0 < hh <= h.height):
             raise FormatError("header params: bad width/height")
@@ -564,11 +734,13 @@ class VideoDecoder:
             return None
         s = self._s
         flag = unit.payload[0] if unit.payload else 255
-        if flag > self._max_flag or (unit.type == UnitType.KEY and flag):
+        if flag not in self._flags or (unit.type == UnitType.KEY and flag):
             raise FormatError(f"frame {unit.index}: bad unit flags")
         try:
             dec = RansDecoder(unit.payload[1:])
-            rec = s.code(dec, unit.type == UnitType.KEY, flag == 1, skip=flag == _SKIP)
+            rec = s.code(dec, unit.type == UnitType.KEY, flag in (1, _COPY | 1),
+                         skip=flag == _SKIP, copy_blocks=flag & ~1 == _COPY,
+                         replenish=flag == _REPLENISH)
             dec.finish()
         except FormatError as e:
             raise FormatError(f"frame {unit.index}: {e}") from None

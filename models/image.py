@@ -236,9 +236,11 @@ class ImageModel(QualityKnob, nn.Module):
         zt, med = factorized_tables(self.entropy_bottleneck)
         return gaussian_tables(), zt, med
 
-    def compress_latent(self, y: torch.Tensor, encoder, tables) -> dict:
+    def compress_latent(self, y: torch.Tensor, encoder, tables, skip=None) -> dict:
         """Code a scaled latent ``y`` (1 x M x h x w, h and w multiples of 4) into
-        ``encoder``; returns the decoder-side latent and the symbols."""
+        ``encoder``; returns the decoder-side latent, the symbols and the estimated bits per
+        position. ``skip`` (1 x 1 x h x w): positions not coded (they decode as the mean,
+        :class:`~models.latent_codec.EncodeSlot`)."""
         gt, zt, med = tables
         z = self.h_a(y.float())
         medt = torch.from_numpy(med).view(1, -1, 1, 1)
@@ -247,13 +249,14 @@ class ImageModel(QualityKnob, nn.Module):
         zidx = np.broadcast_to(np.arange(c, dtype=np.int32)[None, :, None, None], zs.shape)
         encoder.encode_indexed(zs.numpy().astype(np.int32), zidx, zt)
         z_hat = zs + medt
-        slot = EncodeSlot(encoder, gt)
+        slot = EncodeSlot(encoder, gt, skip)
         y_hat, y_rec = self.latent.run(self._hyper(z_hat.to(self._det_dtype())), slot,
                                        y.to(self._det_dtype()))
-        return {"y_hat": y_hat, "y_rec": y_rec, "z_symbols": zs, "symbols": slot.symbols}
+        return {"y_hat": y_hat, "y_rec": y_rec, "z_symbols": zs, "symbols": slot.symbols,
+                "bits": slot.bits}
 
-    def decompress_latent(self, decoder, tables, h: int, w: int) -> dict:
-        """Mirror of :meth:`compress_latent` for a latent of ``h x w``."""
+    def decompress_latent(self, decoder, tables, h: int, w: int, skip=None) -> dict:
+        """Mirror of :meth:`compress_latent` for a latent of ``h x w`` (the same ``skip``)."""
         gt, zt, med = tables
         c = self.cfg.z
         shape = (1, c, h // 4, w // 4)
@@ -261,7 +264,7 @@ class ImageModel(QualityKnob, nn.Module):
         zs = decoder.decode_indexed(np.ascontiguousarray(zidx), zt).reshape(shape)
         medt = torch.from_numpy(med).view(1, -1, 1, 1)
         z_hat = torch.from_numpy(zs.astype(np.float64)) + medt
-        slot = DecodeSlot(decoder, gt)
+        slot = DecodeSlot(decoder, gt, skip)
         y_hat, y_rec = self.latent.run(self._hyper(z_hat.to(self._det_dtype())), slot)
         return {"y_hat": y_hat, "y_rec": y_rec, "symbols": slot.symbols}
 

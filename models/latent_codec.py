@@ -147,39 +147,52 @@ def _select(t: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 class EncodeSlot:
-    """Compression: symbols ``round(y - mean)`` and table indexes go to a RansEncoder."""
+    """Compression: symbols ``round(y - mean)`` and table indexes go to a RansEncoder.
+
+    ``skip`` (1 x 1 x h x w, 1 = skipped; optional): positions whose symbols are not coded
+    at all and decode as the mean (the decoder is given the same mask). ``bits`` holds the
+    estimated bits of the coded symbols per position (1 x 1 x h x w, summed over channels),
+    for the encoder's mode decisions."""
 
     lrp = True
 
-    def __init__(self, encoder, tables):
-        self.enc, self.tables = encoder, tables
+    def __init__(self, encoder, tables, skip: torch.Tensor | None = None):
+        self.enc, self.tables, self.skip = encoder, tables, skip
         self.symbols = []
+        self.bits: torch.Tensor | float = 0.0
 
     def code(self, s, p, y, mean, log_scale, mask):
-        m = mask.bool().expand_as(y)
-        sym = np.round(_select(y, mask) - _select(mean, mask)).astype(np.int32)
-        idx = scale_table_index(_select(log_scale, mask))
+        coded = _coded(mask, self.skip)
+        sym = np.round(_select(y, coded) - _select(mean, coded)).astype(np.int32)
+        idx = scale_table_index(_select(log_scale, coded))
         self.enc.encode_indexed(sym, idx, self.tables)
         self.symbols.append(sym)
         out = torch.zeros_like(mean)
-        out[m] = torch.from_numpy(sym.astype(np.float64)).to(mean.dtype)
+        out[coded.bool().expand_as(y)] = torch.from_numpy(sym.astype(np.float64)).to(mean.dtype)
+        lik = gaussian_likelihood(out + mean, mean, log_scale)
+        self.bits = self.bits + (-torch.log2(lik) * coded).sum(1, keepdim=True)
         return (out + mean) * mask
 
 
 class DecodeSlot:
-    """Decompression: the mirror of :class:`EncodeSlot`."""
+    """Decompression: the mirror of :class:`EncodeSlot` (given the same ``skip`` mask)."""
 
     lrp = True
 
-    def __init__(self, decoder, tables):
-        self.dec, self.tables = decoder, tables
+    def __init__(self, decoder, tables, skip: torch.Tensor | None = None):
+        self.dec, self.tables, self.skip = decoder, tables, skip
         self.symbols = []
 
     def code(self, s, p, y, mean, log_scale, mask):
-        m = mask.bool().expand_as(mean)
-        idx = scale_table_index(_select(log_scale, mask))
+        coded = _coded(mask, self.skip)
+        idx = scale_table_index(_select(log_scale, coded))
         sym = self.dec.decode_indexed(idx, self.tables)
         self.symbols.append(sym)
         out = torch.zeros_like(mean)
-        out[m] = torch.from_numpy(sym.astype(np.float64)).to(mean.dtype)
+        out[coded.bool().expand_as(mean)] = torch.from_numpy(sym.astype(np.float64)).to(mean.dtype)
         return (out + mean) * mask
+
+
+def _coded(mask: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+    """The positions of a pass's ``mask`` whose symbols are coded (not ``skip``-ped)."""
+    return mask if skip is None else mask * (1 - skip.to(mask.dtype))

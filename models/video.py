@@ -46,7 +46,7 @@ from .latent_codec import DecodeSlot, EncodeSlot, MultiRefLatentCodec, TrainSlot
 from .layers import QConv2d, qrelu, round_ste, subpel_conv, to_grid
 
 __all__ = ["VideoModelConfig", "VideoModel", "CONFIGS", "FORMATS", "block_match", "warp",
-           "pack_frame", "unpack_frame", "luma"]
+           "pack_frame", "unpack_frame", "luma", "blend_blocks"]
 
 #: packed channels (at H/2) of each frame format
 FORMATS = {"yuv420": 6, "rgb": 12}
@@ -261,7 +261,9 @@ class TrainCoder:
         self.noise = noise
         self.likelihoods: dict[str, list] = {"mv": [], "y": []}
 
-    def slot(self, key):
+    def slot(self, key, skip=None):
+        if skip is not None:
+            raise ValueError("training codes every latent position (no copy blocks)")
         s = TrainSlot(self.noise)
         s.lrp = False
         self.likelihoods[key].append(s.likelihoods)
@@ -289,8 +291,8 @@ class _RansCoder:
 
 
 class EncodeCoder(_RansCoder):
-    def slot(self, key):
-        s = EncodeSlot(self.coder, self.tables["gauss"])
+    def slot(self, key, skip=None):
+        s = EncodeSlot(self.coder, self.tables["gauss"], skip)
         s.lrp = False
         self.symbols.append(s.symbols)
         return s
@@ -304,8 +306,8 @@ class EncodeCoder(_RansCoder):
 
 
 class DecodeCoder(_RansCoder):
-    def slot(self, key):
-        s = DecodeSlot(self.coder, self.tables["gauss"])
+    def slot(self, key, skip=None):
+        s = DecodeSlot(self.coder, self.tables["gauss"], skip)
         s.lrp = False
         return s
 
@@ -406,7 +408,7 @@ class VideoModel(QualityKnob, nn.Module):
     def p_frame(self, coder, fmt: str, q: torch.Tensor, ref_frame: torch.Tensor,
                 ref_feat: torch.Tensor | None, prev_mv: torch.Tensor | None, refresh: bool,
                 x: torch.Tensor | None = None, flow: torch.Tensor | None = None,
-                skip: bool = False, refine=None) -> dict:
+                skip: bool = False, refine=None, copy: torch.Tensor | None = None) -> dict:
         """Code one P frame; the one code path of training (``TrainCoder``), encoding
         (``EncodeCoder``, ``x`` given) and decoding (``DecodeCoder``, ``x`` None).
 
@@ -414,9 +416,13 @@ class VideoModel(QualityKnob, nn.Module):
         feature (None after an intra frame); ``prev_mv``: the previous decoded MV latent
         (None: zeros); ``refresh``: rebuild the reference feature from ``ref_frame``;
         ``skip``: a skip frame, only the motion is coded and the frame is the motion-compensated
-        prediction itself (its feature is None: the next P frame extracts one from it).
+        prediction itself (its feature is None: the next P frame extracts one from it);
+        ``copy`` (1 x 1 x H/16 x W/16, 1 = copy): copy blocks of 16 x 16 pixels, whose frame
+        latent is not coded (it decodes as the entropy model's mean) and whose pixels are the
+        motion-compensated prediction.
         Returns the packed reconstruction ``x_hat`` (unrounded), the propagated feature,
-        the decoded MV latent and flow."""
+        the decoded MV latent and flow, the prediction and the frame latent's estimated bits
+        per position (``y_bits``, encoding only)."""
         dt = self._dt()
         b, _, h2, w2 = ref_frame.shape
         h16, w16 = h2 // 8, w2 // 8
@@ -458,9 +464,13 @@ class VideoModel(QualityKnob, nn.Module):
         ctx = torch.cat([to_grid(self.h_s(z_hat.to(dt))), to_grid(self.tp(c3))], 1)
         if y is not None and refine is not None:
             y = refine(x, y, ctx, (c1, c2, c3), pred, q, fmt)
-        _, feat, x_hat = self.synthesize(ctx, coder.slot("y"), None if y is None else y.to(dt),
+        slot = coder.slot("y", copy)
+        _, feat, x_hat = self.synthesize(ctx, slot, None if y is None else y.to(dt),
                                          c1, c2, c3, q, fmt, pred)
-        return {"x_hat": x_hat, "feat": feat, "mv": mv_hat, "flow": flow_hat, "pred": pred}
+        if copy is not None:
+            x_hat = blend_blocks(copy, pred, x_hat)
+        return {"x_hat": x_hat, "feat": feat, "mv": mv_hat, "flow": flow_hat, "pred": pred,
+                "y_bits": getattr(slot, "bits", None)}
 
     def synthesize(self, ctx, slot, y, c1, c2, c3, q, fmt: str, pred) -> tuple:
         """The frame latent through ``slot`` (entropy parameters from ``ctx``) and the
@@ -468,6 +478,13 @@ class VideoModel(QualityKnob, nn.Module):
         y_hat, _ = self.latent.run(ctx, slot, y)
         feat = self.ctx_dec(y_hat * self._q(self.q_dec, q), c1, c2, c3)
         return y_hat, feat, self.reconstruct(feat, fmt, pred)
+
+
+def blend_blocks(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` where the block ``mask`` (one value per 8 x 8 packed samples = 16 x 16 pixels) is
+    1, ``b`` elsewhere (an exact selection)."""
+    up = F.interpolate(mask.to(a.dtype), scale_factor=8, mode="nearest").bool()
+    return torch.where(up, a, b)
 
 
 def round_frame(x: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,7 @@ def encode(fmt="yuv420", n=5, h=36, w=50, models=None, **kw):
     recs = []
     kw.setdefault("adaptive_intra", False)  # the P-frame paths, whatever the costs of the tiny models
     kw.setdefault("skip_frames", False)
+    kw.setdefault("copy_blocks", False)
     with VideoEncoder(buf, w, h, fmt=fmt, model=vm, intra_model=im, **kw) as enc:
         for f in clip(fmt, n, h, w):
             recs.append(enc.encode(f))
@@ -208,6 +209,7 @@ def test_adaptive_intra_keeps_the_cheaper_frame_and_stays_decodable(monkeypatch)
     assert len(out) == 7 and all(same(a, b) for a, b in zip(out, recs))
     assert dec.seek(5) == 3 and same(dec.read(), recs[3])
     assert dec.seek(6) == 6 and same(dec.read(), recs[6])
+    monkeypatch.undo()
     p_only = encode("yuv420", 7, 36, 50, quality=1.0, refresh_period=2)
     assert p_only[2].intra_frames == 1 and same(p_only[1][1], recs[1])  # frame 1 kept as P
     assert same(p_only[1][2], recs[2])  # and frame 2 after its trial
@@ -223,13 +225,14 @@ def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
     from bitstream import pack, unpack
     from codec.video import VideoDecoder, _Session
 
-    #           f1 P/skip  f2 P/skip  f3 P/skip  f4 P/skip
-    costs = iter([1.0, 0.5, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5])
+    #           f0 I f1 P/skip  f2 P/skip  f3 P/skip  f4 P/skip
+    costs = iter([1.0, 1.0, 0.5, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5])
     monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
     data, recs, enc = encode("yuv420", 5, 36, 50, quality=1.0, refresh_period=2, skip_frames=True)
     assert next(costs, None) is None and enc.skipped_frames == 3
+    monkeypatch.undo()
     h, units = unpack(data)
-    assert h.params["v"] == 2 and [u.payload[0] for u in units] == [0, 2, 2, 0, 2]
+    assert h.params["v"] == 3 and [u.payload[0] for u in units] == [0, 2, 2, 0, 2]
     assert max(enc.frame_bytes[i] for i in (1, 2, 4)) < enc.frame_bytes[3]  # motion only
     vm, im = tiny_models()
     out = list(VideoDecoder(data, model=vm, intra_model=im))
@@ -245,6 +248,75 @@ def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
     old, old_recs, _ = encode("yuv420", 3, 36, 50, quality=1.0, refresh_period=2)
     out = list(VideoDecoder(as_layout_1(old), model=vm, intra_model=im))
     assert all(same(a, b) for a, b in zip(out, old_recs))
+
+
+def test_copy_blocks_and_replenished_frames_stay_decodable(monkeypatch):
+    """P frames with copy blocks (flag 4, 5 with the refresh) and a replenished frame (flag 8:
+    intra-coded blocks over copies of the previous frame) where they cost less; the costs are
+    dictated in the order the encoder asks for them (P, copy; at a trial also intra,
+    replenished) and the copy decision is a fixed block mask (the top half). The decoder
+    reproduces every frame, the replenished frame's copied blocks are the previous decoded
+    frame's, seeking still starts at the one intra frame, and a layout-2 stream with a copy
+    flag is refused."""
+    import dataclasses
+
+    from bitstream import pack, unpack
+    from codec.video import VideoDecoder, _Session
+
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    mask[..., :2, :] = 1.0  # blocks of rows 0-31
+    monkeypatch.setattr(_Session, "copy_mask", lambda self, x, coded, src, bits: mask)
+    #             f0 I  f1 P  copy  f2 P  copy  I    repl  f3 P  copy  f4 P  copy
+    costs = iter([1.0, 0.8, 0.5, 1.0, 0.95, 2.0, 0.3, 0.2, 0.25, 0.5, 0.1])
+    monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
+    data, recs, enc = encode("yuv420", 5, 36, 50, quality=1.0, refresh_period=2,
+                             adaptive_intra=True, copy_blocks=True)
+    assert next(costs, None) is None
+    assert (enc.intra_frames, enc.copy_frames, enc.replenished_frames) == (1, 2, 1)
+    h, units = unpack(data)
+    assert h.params["v"] == 3 and [u.payload[0] for u in units] == [0, 4, 8, 0, 5]
+    assert np.array_equal(recs[2][0][:32], recs[1][0][:32])  # copied from frame 1
+    assert np.array_equal(recs[2][1][:16], recs[1][1][:16])
+    assert not np.array_equal(recs[2][0][32:], recs[1][0][32:])  # coded
+    vm, im = tiny_models()
+    dec = VideoDecoder(data, model=vm, intra_model=im)
+    out = list(dec)
+    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+    assert [i for i, _ in dec._r.key_units()] == [0]
+    assert dec.seek(4) == 0 and all(same(dec.read(), r) for r in recs)
+    hh, uu = unpack(data)
+    v2 = pack(dataclasses.replace(hh, params={**hh.params, "v": 2}),
+              [(u.type, u.checksum, u.payload) for u in uu])
+    with pytest.raises(FormatError, match="frame 1: bad unit flags"):
+        list(VideoDecoder(v2, model=vm, intra_model=im))
+
+
+def test_block_mask_model_round_trip():
+    """Copy masks of both kinds, in sequence (the contexts use the previous mask), decode
+    exactly with a fresh model; a repeated coherent mask costs far less than random ones."""
+    from bitstream import RansDecoder, RansEncoder
+    from codec.video import _MaskModel
+
+    rng = np.random.default_rng(0)
+    blob = np.zeros((12, 20), np.uint8)
+    blob[3:8, 5:12] = 1
+    masks = [(0, rng.integers(0, 2, (12, 20)).astype(np.uint8)), (0, 1 - blob), (1, 1 - blob),
+             (0, 1 - blob), (0, 1 - blob), (0, np.ones((12, 20), np.uint8)),
+             (1, np.zeros((4, 4), np.uint8))]
+    sizes = []
+    model = _MaskModel()
+    for kind, m in masks:
+        enc = RansEncoder()
+        assert np.array_equal(model.code(enc, kind, m.shape, m), m)
+        sizes.append(len(enc.flush()))
+    enc, model = RansEncoder(), _MaskModel()
+    for kind, m in masks:
+        model.code(enc, kind, m.shape, m)
+    dec, model = RansDecoder(enc.flush()), _MaskModel()
+    for kind, m in masks:
+        assert np.array_equal(model.code(dec, kind, m.shape), m)
+    dec.finish()
+    assert sizes[4] < sizes[0] / 3 and sizes[4] < sizes[1]
 
 
 def test_effort_refines_p_frames_encoder_side_only():

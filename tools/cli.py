@@ -32,8 +32,8 @@ SUBCOMMANDS: tuple[str, ...] = (
 
 #: options of encode/decode that the per-file work needs (sent to worker processes)
 _JOB_OPTIONS = ("quality", "bpp", "psnr", "lossless", "effort", "force", "intra_period",
-                "no_adaptive_intra", "no_skip", "refresh", "rgb", "size", "pix_fmt", "fps", "frames",
-                "device", "quiet")
+                "no_adaptive_intra", "no_skip", "no_copy", "refresh", "rgb", "size", "pix_fmt",
+                "fps", "frames", "device", "quiet")
 
 
 def _version() -> str:
@@ -133,7 +133,7 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
     for k in ("intra_period", "refresh", "frames", "fps"):
         if o.get(k) is not None:
             raise CodecError(f"--{k.replace('_', '-')} applies to videos; {inp} is an image")
-    for k in ("rgb", "no_adaptive_intra", "no_skip"):
+    for k in ("rgb", "no_adaptive_intra", "no_skip", "no_copy"):
         if o.get(k):
             raise CodecError(f"--{k.replace('_', '-')} applies to videos; {inp} is an image")
     from codec.io import read_bytes, read_image, write_atomic
@@ -175,7 +175,8 @@ def _encode_video(inp: str, out: str, o: dict, progress: bool) -> None:
               "intra_period": o.get("intra_period") if o.get("intra_period") is not None else -1,
               "fps": src.fps, "full_range": bool(src.full_range),
               "adaptive_intra": not o.get("no_adaptive_intra"),
-              "skip_frames": not o.get("no_skip"), "effort": o.get("effort") or 0}
+              "skip_frames": not o.get("no_skip"), "copy_blocks": not o.get("no_copy"),
+              "effort": o.get("effort") or 0}
         if o.get("quality") is not None:
             kw["quality"] = o["quality"]
         if o.get("refresh") is not None:
@@ -507,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-skip", action="store_true",
                    help="no skip frames (default: a P frame whose motion-compensated "
                         "prediction alone costs less in rate-distortion is coded as motion only)")
+    v.add_argument("--no-copy", action="store_true",
+                   help="no copy blocks (default: 16x16 blocks that cost less copied from the "
+                        "motion-compensated prediction or, in a replenished frame, from the "
+                        "previous frame are not coded)")
     v.add_argument("--refresh", type=int, default=None, metavar="N",
                    help="refresh the temporal context every N frames (default: the codec's, "
                         "32; 0 = never)")
