@@ -197,9 +197,11 @@ def speed(clip: Path, frames: int = 8, repeats: int = 3, quality: float = 1.5,
             "encode_s": enc_s, "decode_s": dec_s,
             "median_frame_ms": {"encode": 1000 * statistics.median(per_frame_enc),
                                 "decode": 1000 * statistics.median(per_frame_dec)},
-            "intra_frames": enc.intra_frames,
+            "intra_frames": enc.intra_frames, "skipped_frames": enc.skipped_frames,
+            "copy_frames": enc.copy_frames, "replenished_frames": enc.replenished_frames,
             "note": "wall time per run over all frames (the encoder's defaults: adaptive intra "
-                    "frames), model load excluded",
+                    "frames, skip frames, copy blocks and replenished frames), model load "
+                    "excluded",
             "model": _model(weights), "machine": _machine()}
 
 
