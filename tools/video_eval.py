@@ -240,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "propagation":
             res = propagation(clip, args.frames, args.quality, args.refresh, args.weights,
                               args.verify, log)
-            res["note"] = args.note
+            res["note"] = " ".join(t for t in (res.get("note", ""), args.note) if t)
             write_atomic(out / "ncodec_propagation.json", json_text(res).encode(), force=True)
             write_atomic(out / "ncodec_propagation.png", propagation_plot(res), force=True)
             print(json.dumps(res["summary"], indent=1))
         else:
             res = speed(clip, args.frames, args.repeats, args.quality, args.weights, log=log)
-            res["note"] = args.note
+            res["note"] = " ".join(t for t in (res.get("note", ""), args.note) if t)
             write_atomic(out / "ncodec_speed.json", json_text(res).encode(), force=True)
             print(json.dumps({k: res[k] for k in ("clip", "width", "height", "frames",
                                                   "encode_fps", "decode_fps")}, indent=1))
