@@ -1,8 +1,11 @@
 """Copy-block threshold sweep (run from the repository root: python results/video/copy_k_sweep/sweep.py K CLIP...): bpp / PSNR-YUV of the full encoder, 96 frames, with codec.video._COPY_K = K, and its BD-rate vs results/video/copy_f96 (no copy blocks; K = 2 there)."""
-import sys; sys.path.insert(0, ".")
-import io, json, sys
+import io
+import json
+import sys
 from pathlib import Path
 import numpy as np
+
+sys.path.insert(0, ".")  # the repository root
 import codec.video as cv
 from codec.metrics import bpp, psnr_yuv
 from tools.eval_media import read_clip
