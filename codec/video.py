@@ -71,7 +71,7 @@ _REPLENISH = 8  # intra-coded blocks over a copy of the previous frame
 _VERSIONS = (1, 2, FORMAT_VERSION)  # layout versions read
 # Copy-block decisions: a block is copied where lambda * (its distortion increase) <= K * the
 # bits its latent cost when coded (K > 1: a coded latent position also shapes its neighbours,
-# so a copy saves more than its own symbols; K = 2 beat 1 and 4: results/video/copy_k_sweep).
+# so a copy saves more than its own symbols; K = 2 beat 1, 3 and 4: results/video/copy_k_sweep).
 _COPY_K = 2.0
 _COLOR = {"yuv420": ColorFormat.YUV420, "rgb": ColorFormat.RGB}
 _KR, _KB = 0.299, 0.114
