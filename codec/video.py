@@ -593,7 +593,7 @@ class VideoEncoder:
         best = self._candidate(x, "intra" if intra else "p", refresh=refresh)
         if not intra:
             if self.copy_blocks:
-                best = self._copy_trial(x, before, best, "copy", best.rec, refresh)
+                best = self._copy_trial(x, before, best, "copy", refresh)
             if self.skip_frames:
                 best = min(best, self._try(x, before, "skip"), key=_Candidate.key)
             if self.adaptive_intra:
@@ -602,7 +602,7 @@ class VideoEncoder:
                 else:  # the trial: also code it intra (and replenished), keep the cheapest
                     tried = self._try(x, before, "intra")
                     if self.copy_blocks:
-                        tried = self._copy_trial(x, before, tried, "replenish", tried.rec, False)
+                        tried = self._copy_trial(x, before, tried, "replenish", False)
                     self._intra_cost, self._untried = tried.cost, 0
                     best = min(best, tried, key=_Candidate.key)
             s.set_state(best.state)
@@ -636,7 +636,7 @@ class VideoEncoder:
         self._s.set_state(before)
         return self._candidate(x, kind, **kw)
 
-    def _copy_trial(self, x, before: tuple, coded: "_Candidate", kind: str, rec,
+    def _copy_trial(self, x, before: tuple, coded: "_Candidate", kind: str,
                     refresh: bool) -> "_Candidate":
         """``coded`` (a P or intra coding of ``x``) against a coding with the blocks that are
         worth copying copied (``kind`` "copy": from the prediction; "replenish": from the
@@ -644,7 +644,7 @@ class VideoEncoder:
         from models.video import blend_blocks
 
         src = coded.last["pred"] if kind == "copy" else before[0].double()
-        mask = self._s.copy_mask(x, rec, src, coded.last["bits"])
+        mask = self._s.copy_mask(x, coded.rec, src, coded.last["bits"])
         if not mask.any():
             return coded
         x_in = blend_blocks(mask, src, x.double()).float()

@@ -256,8 +256,8 @@ def test_copy_blocks_and_replenished_frames_stay_decodable(monkeypatch):
     dictated in the order the encoder asks for them (P, copy; at a trial also intra,
     replenished) and the copy decision is a fixed block mask (the top half). The decoder
     reproduces every frame, the replenished frame's copied blocks are the previous decoded
-    frame's, seeking still starts at the one intra frame, and a layout-2 stream with a copy
-    flag is refused."""
+    frame's, seeking still starts at the one intra frame; a layout-2 stream with a copy flag
+    and a stream that starts at a copy-block or replenished frame are refused."""
     import dataclasses
 
     from bitstream import pack, unpack
@@ -289,6 +289,11 @@ def test_copy_blocks_and_replenished_frames_stay_decodable(monkeypatch):
               [(u.type, u.checksum, u.payload) for u in uu])
     with pytest.raises(FormatError, match="frame 1: bad unit flags"):
         list(VideoDecoder(v2, model=vm, intra_model=im))
+    for start in (1, 2):  # a stream starting at a copy-block or a replenished frame
+        cut = pack(dataclasses.replace(hh, frame_count=len(uu) - start),
+                   [(u.type, u.checksum, u.payload) for u in uu[start:]])
+        with pytest.raises(FormatError, match="frame 0: a P frame without a preceding intra"):
+            list(VideoDecoder(cut, model=vm, intra_model=im))
 
 
 def test_block_mask_model_round_trip():
