@@ -36,20 +36,24 @@ class ImageModelConfig:
     attn_dim: int = 16
     blocks: tuple = (1, 2, 2, 2)  #: MetaFormer blocks after each of the 4 down-samplings
     widths: tuple = ()  #: transform widths at 1/2, 1/4, 1/8 (empty: n // 2, n, n)
+    #: the synthesis transform's own blocks and widths (empty: those of the analysis); a
+    #: larger decoder is grown and trained with the encoder fixed (``train_image --decoder-only``)
+    dec_blocks: tuple = ()
+    dec_widths: tuple = ()
     n_quality: int = 8
     lambdas: tuple = field(default_factory=lambda: tuple(LAMBDAS))
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["blocks"], d["lambdas"] = list(self.blocks), list(self.lambdas)
-        d["widths"] = list(self.widths)
+        for k in ("blocks", "lambdas", "widths", "dec_blocks", "dec_widths"):
+            d[k] = list(d[k])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ImageModelConfig":
         d = dict(d)
-        d["blocks"], d["lambdas"] = tuple(d["blocks"]), tuple(d["lambdas"])
-        d["widths"] = tuple(d.get("widths", ()))
+        for k in ("blocks", "lambdas", "widths", "dec_blocks", "dec_widths"):
+            d[k] = tuple(d.get(k, ()))
         return cls(**d)
 
 
@@ -119,6 +123,8 @@ class ImageModel(QualityKnob, nn.Module):
         self.cfg = cfg
         n, m = cfg.n, cfg.m
         self.widths = tuple(cfg.widths or (n // 2, n, n))
+        self.dec_widths = tuple(cfg.dec_widths or self.widths)
+        self.dec_blocks = tuple(cfg.dec_blocks or cfg.blocks)
         chans = [*self.widths, m]
         ga, cin = [], 3
         for i, (c, k) in enumerate(zip(chans, cfg.blocks)):
@@ -128,9 +134,9 @@ class ImageModel(QualityKnob, nn.Module):
             ga += [MetaFormerBlock(c) for _ in range(k)]
             cin = c
         self.g_a = nn.Sequential(*ga)
-        gs = []
+        gs, chans = [], [*self.dec_widths, m]
         for i in reversed(range(4)):
-            gs += [MetaFormerBlock(chans[i]) for _ in range(cfg.blocks[i])]
+            gs += [MetaFormerBlock(chans[i]) for _ in range(self.dec_blocks[i])]
             gs.append(subpel_conv(chans[i], chans[i - 1] if i else 3))
             if i == 1:
                 gs.append(nn.GELU())
@@ -151,34 +157,44 @@ class ImageModel(QualityKnob, nn.Module):
         self.q_enc = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
         self.q_dec = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())
 
-    def grown(self, blocks=None, widths=None, m=None) -> tuple["ImageModel", dict[str, str]]:
+    def grown(self, blocks=None, widths=None, m=None, dec_blocks=None,
+              dec_widths=None) -> tuple["ImageModel", dict[str, str]]:
         """A copy with more MetaFormer blocks per stage (``blocks``), wider transform stages
         (``widths`` at 1/2, 1/4, 1/8) and/or more latent channels (``m``, in added slices of
         the same size), none fewer or narrower than now, that reconstructs the same image
         (function-preserving growth, Net2Net, Chen et al., ICLR 2016): an added block starts
         with zero layer scales, i.e. as the identity; an added channel gets fresh incoming
         weights and zero outgoing ones, so the old channels see nothing of it until training
-        moves those. Added latent channels are coded last, in added slices with fresh context
-        networks (the old slices' probabilities are unchanged; the added ones cost rate until
-        trained); their quantization scalers start at each quality's mean. Returns the copy and
-        ``{copy's parameter name: this model's name}`` for every inherited parameter (possibly
-        grown in shape)."""
+        moves those. ``blocks`` and ``widths`` apply to both transforms unless the synthesis
+        gets its own (``dec_blocks``, ``dec_widths``: a larger decoder, the encoder and the
+        bitstream unchanged). Added latent channels are coded last, in added slices with fresh
+        context networks (the old slices' probabilities are unchanged; the added ones cost
+        rate until trained); their quantization scalers start at each quality's mean. Returns
+        the copy and ``{copy's parameter name: this model's name}`` for every inherited
+        parameter (possibly grown in shape)."""
         cfg = self.cfg.to_dict()
-        blocks = tuple(cfg["blocks"] if blocks is None else blocks)
-        old_w = self.widths
-        widths = tuple(old_w if widths is None else widths)
+        blocks = tuple(self.cfg.blocks if blocks is None else blocks)
+        widths = tuple(self.widths if widths is None else widths)
+        dec_blocks = tuple(dec_blocks or (blocks if blocks != self.cfg.blocks else self.dec_blocks))
+        dec_widths = tuple(dec_widths or (widths if widths != self.widths else self.dec_widths))
         m = self.cfg.m if m is None else int(m)
         cs = self.cfg.m // self.cfg.slices
-        if len(blocks) != len(self.cfg.blocks) or min(blocks) < 0:
-            raise ValueError(f"blocks {blocks}: need {len(self.cfg.blocks)} counts >= 0")
-        if len(widths) != 3 or any(w < o for w, o in zip(widths, old_w)):
-            raise ValueError(f"widths {widths}: need 3 widths, none below {old_w}")
+        for what, b, old in (("blocks", blocks, self.cfg.blocks),
+                             ("decoder blocks", dec_blocks, self.dec_blocks)):
+            if len(b) != len(old) or any(x < o for x, o in zip(b, old)):
+                raise ValueError(f"{what} {b}: need {len(old)} counts, none below {old}")
+        for what, w, old in (("widths", widths, self.widths),
+                             ("decoder widths", dec_widths, self.dec_widths)):
+            if len(w) != 3 or any(x < o for x, o in zip(w, old)):
+                raise ValueError(f"{what} {w}: need 3 widths, none below {old}")
         if m < self.cfg.m or m % cs:
             raise ValueError(f"latent channels {m}: need a multiple of the slice size {cs}, "
                              f"at least {self.cfg.m}")
-        new = ImageModel(ImageModelConfig.from_dict({**cfg, "blocks": list(blocks),
-                                                     "widths": list(widths), "m": m,
-                                                     "slices": m // cs}))
+        sym = dec_blocks == blocks and dec_widths == widths  # stored as () when symmetric
+        new = ImageModel(ImageModelConfig.from_dict({
+            **cfg, "blocks": list(blocks), "widths": list(widths), "m": m, "slices": m // cs,
+            "dec_blocks": [] if sym else list(dec_blocks),
+            "dec_widths": [] if sym else list(dec_widths)}))
         mine = self.state_dict()
         names = {n: n for n, _ in new.named_parameters()
                  if n in mine and not n.startswith(("g_a.", "g_s."))}
@@ -196,8 +212,6 @@ class ImageModel(QualityKnob, nn.Module):
                 names.update({f"{seq}.{j}.{n}": f"{seq}.{i}.{n}" for n, _ in mod.named_parameters()})
                 pairs.append((mod, old[i]))
                 i += 1
-            if i != len(old):
-                raise ValueError(f"blocks {blocks} remove blocks of {self.cfg.blocks}")
         with torch.no_grad():
             for mod, old_mod in pairs + [(new.h_a[0], self.h_a[0])]:
                 for sub, old_sub in zip(mod.modules(), old_mod.modules()):
@@ -216,13 +230,17 @@ class ImageModel(QualityKnob, nn.Module):
     def _hyper(self, z_hat: torch.Tensor) -> torch.Tensor:
         return to_grid(self.h_s(z_hat))
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True) -> dict:
-        """Training / evaluation pass: ``x`` in [0, 1], ``q`` (B,) continuous quality."""
-        y = self.g_a(x) / self._scaler(self.q_enc, q)
-        z = self.h_a(y)
-        z_hat, z_lik = self.entropy_bottleneck(z, training=noise)
-        slot = TrainSlot(noise)
-        _, y_rec = self.latent.run(self._hyper(z_hat), slot, y)
+    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True,
+                latent_grad: bool = True) -> dict:
+        """Training / evaluation pass: ``x`` in [0, 1], ``q`` (B,) continuous quality.
+        ``latent_grad=False``: everything up to the reconstructed latent runs without
+        gradients (training the synthesis alone, on the latents the encoder codes)."""
+        with torch.set_grad_enabled(latent_grad and torch.is_grad_enabled()):
+            y = self.g_a(x) / self._scaler(self.q_enc, q)
+            z = self.h_a(y)
+            z_hat, z_lik = self.entropy_bottleneck(z, training=noise)
+            slot = TrainSlot(noise)
+            _, y_rec = self.latent.run(self._hyper(z_hat), slot, y)
         x_hat = self.g_s(y_rec * self._scaler(self.q_dec, q))
         return {"x_hat": x_hat, "likelihoods": {"y": slot.likelihoods, "z": z_lik}}
 

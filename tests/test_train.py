@@ -112,6 +112,49 @@ def test_image_grow(photos, image_main, tmp_path):
     assert _ckpt(tmp_path)["step"] == 4
 
 
+def test_image_decoder_only(photos, image_main, tmp_path):
+    """--grow-decoder-blocks / --grow-decoder-widths grow only the synthesis (its function
+    unchanged); --decoder-only then trains it alone: every other parameter, hence every
+    latent and its rate, stays as it was."""
+    from models.image import ImageModel, ImageModelConfig
+
+    image_main(_image_args(photos, tmp_path, "--steps", "2"))
+    st = _ckpt(tmp_path)
+    small = ImageModel(ImageModelConfig.from_dict(st["config"]))
+    small.load_state_dict(st["model"])
+    w = tuple(c + 4 for c in small.widths)
+    b = tuple(k + 1 for k in small.cfg.blocks)
+    big, _ = small.grown(dec_blocks=b, dec_widths=w)
+    assert big.widths == small.widths and big.cfg.blocks == small.cfg.blocks
+    assert big.dec_widths == w and big.dec_blocks == b
+    x, q = torch.rand(1, 3, 64, 64), torch.tensor([1.3])
+    with torch.no_grad():
+        ref, out = small.eval()(x, q, noise=False), big.eval()(x, q, noise=False)
+    torch.testing.assert_close(out["x_hat"], ref["x_hat"], rtol=0, atol=1e-6)
+    image_main(_image_args(photos, tmp_path, "--steps", "5", "--decoder-only",
+                           "--grow-decoder-blocks", ",".join(map(str, b)),
+                           "--grow-decoder-widths", ",".join(map(str, w))))
+    st2 = _ckpt(tmp_path)
+    assert st2["config"]["dec_widths"] == list(w) and st2["config"]["dec_blocks"] == list(b)
+    assert st2["config"]["widths"] == list(small.widths)
+    before = st["model"]
+    for k, v in st2["model"].items():
+        if k.startswith("g_s.") or k == "q_dec":
+            continue
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0, msg=k)
+    assert not torch.equal(st2["model"]["q_dec"], before["q_dec"])
+    trained = ImageModel(ImageModelConfig.from_dict(st2["config"]))
+    trained.load_state_dict(st2["model"])
+    with torch.no_grad():
+        out2 = trained.eval()(x, q, noise=False)
+    for a, c in zip(out2["likelihoods"]["y"], ref["likelihoods"]["y"]):
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+    assert [r["step"] for r in _log(tmp_path)][-3:] == [3, 4, 5]
+    with pytest.raises(SystemExit, match="grow-"):  # narrower than now: refused
+        image_main(_image_args(photos, tmp_path, "--steps", "6", "--grow-decoder-widths",
+                               ",".join(map(str, small.widths))))
+
+
 def test_init_from_weights(photos, image_main, tmp_path):
     """--init starts a run from an exported weights file: its configuration, steps, clock and
     weights (float16 transforms as stored, video grid codes back to their exact values)."""

@@ -88,9 +88,12 @@ class CropSampler:
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def rd_loss(model: ImageModel, x: torch.Tensor, q: torch.Tensor, noise: bool = True):
-    """Per-batch loss and per-image bpp / mse."""
-    out = model(x, q, noise=noise)
+def rd_loss(model: ImageModel, x: torch.Tensor, q: torch.Tensor, noise: bool = True,
+            decoder_only: bool = False):
+    """Per-batch loss and per-image bpp / mse; ``decoder_only``: the latent pass without
+    gradients and without noise (the latents and rate the codec codes; only the distortion
+    term trains)."""
+    out = model(x, q, noise=noise and not decoder_only, latent_grad=not decoder_only)
     npx = x.shape[2] * x.shape[3]
     bits = sum((-torch.log2(l)).sum((1, 2, 3)) for l in out["likelihoods"]["y"])
     bits = bits + (-torch.log2(out["likelihoods"]["z"])).sum((1, 2, 3))
@@ -175,12 +178,12 @@ def bench(args, cfg: ImageModelConfig) -> None:
 class _Loss(torch.nn.Module):
     """The training loss as a module's forward (what DDP wraps): ``(loss, bpp, mse)``."""
 
-    def __init__(self, model: ImageModel):
+    def __init__(self, model: ImageModel, decoder_only: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.decoder_only = model, decoder_only
 
     def forward(self, x: torch.Tensor, q: torch.Tensor):
-        return rd_loss(self.model, x, q)[:3]
+        return rd_loss(self.model, x, q, decoder_only=self.decoder_only)[:3]
 
 
 def main(argv=None) -> None:
@@ -217,6 +220,16 @@ def main(argv=None) -> None:
                     help="on resume, grow the latent to M channels in added slices (the "
                          "reconstruction is unchanged; the added channels cost rate until "
                          "trained)")
+    ap.add_argument("--grow-decoder-blocks", type=lambda v: tuple(int(b) for b in v.split(",")),
+                    default=None, metavar="B0,B1,B2,B3",
+                    help="on resume, deepen only the synthesis transform (as --grow-blocks)")
+    ap.add_argument("--grow-decoder-widths", type=lambda v: tuple(int(b) for b in v.split(",")),
+                    default=None, metavar="W1,W2,W3",
+                    help="on resume, widen only the synthesis transform (as --grow-widths)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train only the synthesis transform and its quantization scalers on "
+                         "the latents the fixed encoder codes: the rate and the bitstream of "
+                         "every image stay as they are, only the reconstruction improves")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the training step's forward (a few minutes of compiling "
                          "first; on this CPU 10 %% less time per step)")
@@ -232,16 +245,31 @@ def main(argv=None) -> None:
     export_or_train(args, cfg, ImageModelConfig, export, train)
 
 
-def grow(model: ImageModel, opt, aux_opt, blocks, widths, m, lr: float):
-    """:meth:`ImageModel.grown` with new optimizers over the copy: the Adam state of every
-    inherited parameter is carried over (a widened one's added entries start with a zero
-    first moment and the mean second moment of the old entries; added blocks start without
-    state), the auxiliary optimizer's (the bottleneck's quantiles) as it is."""
-    new, names = model.grown(blocks, widths, m)
+def trainable(model: ImageModel, decoder_only: bool) -> list[tuple[str, torch.nn.Parameter]]:
+    """The named parameters the main optimizer trains: all but the bottleneck's quantiles, or
+    with ``decoder_only`` the synthesis transform and its quantization scalers (the others
+    are frozen: ``requires_grad`` off)."""
+    out = []
+    for n, p in model.named_parameters():
+        train = not n.endswith("quantiles") and (
+            not decoder_only or n.startswith("g_s.") or n == "q_dec")
+        p.requires_grad_(train or n.endswith("quantiles") and not decoder_only)
+        if train:
+            out.append((n, p))
+    return out
+
+
+def grow(model: ImageModel, opt, aux_opt, grow_args: dict, lr: float, decoder_only: bool):
+    """:meth:`ImageModel.grown` (``grow_args``: its keywords) with new optimizers over the
+    copy: the Adam state of every inherited parameter is carried over (a widened one's added
+    entries start with a zero first moment and the mean second moment of the old entries;
+    added blocks start without state), the auxiliary optimizer's (the bottleneck's quantiles)
+    as it is."""
+    new, names = model.grown(**grow_args)
     new.to(next(model.parameters()).device)  # before the optimizers take its parameters
-    main_names = lambda m: [n for n, _ in m.named_parameters() if not n.endswith("quantiles")]  # noqa: E731
+    main_names = lambda m: [n for n, _ in trainable(m, decoder_only)]  # noqa: E731
     old_index = {n: i for i, n in enumerate(main_names(model))}
-    main, aux = split_params(new)
+    main, aux = [p for _, p in trainable(new, decoder_only)], split_params(new)[1]
     new_opt = torch.optim.Adam(main, lr=lr)
     new_aux = torch.optim.Adam(aux, lr=1e-3)
     new_aux.load_state_dict(aux_opt.state_dict())
@@ -268,26 +296,30 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     model = ImageModel(cfg)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
-    main_params, aux_params = split_params(model)
+    main_params = [p for _, p in trainable(model, args.decoder_only)]
     opt = torch.optim.Adam(main_params, lr=args.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    aux_opt = torch.optim.Adam(split_params(model)[1], lr=1e-3)
     step = run.resume(model, opt, aux_opt)
+    grow_args = {"blocks": args.grow_blocks, "widths": args.grow_widths, "m": args.grow_latent,
+                 "dec_blocks": args.grow_decoder_blocks, "dec_widths": args.grow_decoder_widths}
     if (args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks) or (
             args.grow_widths and tuple(args.grow_widths) != model.widths) or (
-            args.grow_latent and args.grow_latent != cfg.m):
+            args.grow_latent and args.grow_latent != cfg.m) or (
+            args.grow_decoder_blocks and tuple(args.grow_decoder_blocks) != model.dec_blocks) or (
+            args.grow_decoder_widths and tuple(args.grow_decoder_widths) != model.dec_widths):
         try:
-            model, opt, aux_opt = grow(model, opt, aux_opt, args.grow_blocks, args.grow_widths,
-                                       args.grow_latent, args.lr)
+            model, opt, aux_opt = grow(model, opt, aux_opt, grow_args, args.lr, args.decoder_only)
         except ValueError as e:
-            raise SystemExit(f"--grow-blocks/--grow-widths/--grow-latent: {e}") from None
+            raise SystemExit(f"--grow-*: {e}") from None
         model.to(memory_format=fmt)
-        cfg, main_params = model.cfg, split_params(model)[0]
-        run.say(f"grown to blocks {cfg.blocks}, widths {model.widths}, {cfg.m} latent "
-                f"channels at step {step}")
+        cfg, main_params = model.cfg, [p for _, p in trainable(model, args.decoder_only)]
+        run.say(f"grown to blocks {cfg.blocks}, widths {model.widths}, decoder blocks "
+                f"{model.dec_blocks}, widths {model.dec_widths}, {cfg.m} latent channels at "
+                f"step {step}")
     cache = run.main_first(lambda: build_cache(Path(args.data)))
     sampler = CropSampler(cache, run.data_seed(args.seed + step))
     kodak = kodak_crops() if run.is_main else None
-    loss_fn = run.wrap(_Loss(model))
+    loss_fn = run.wrap(_Loss(model, args.decoder_only))
     if args.compile:  # one graph per crop size (two in a run: --crop, then --crop-late)
         loss_fn = torch.compile(loss_fn, dynamic=False)
 
@@ -319,9 +351,10 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         opt.step()
         aux = model.entropy_bottleneck.loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        if not args.decoder_only:  # the quantiles (hence the hyper-latent's medians) stay
+            aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_opt.step()
         step += 1
         if math.isfinite(loss.item()):
             acc["loss"] += loss.item()
