@@ -150,6 +150,9 @@ def test_image_decoder_only(photos, image_main, tmp_path):
     for a, c in zip(out2["likelihoods"]["y"], ref["likelihoods"]["y"]):
         torch.testing.assert_close(a, c, rtol=0, atol=0)
     assert [r["step"] for r in _log(tmp_path)][-3:] == [3, 4, 5]
+    with pytest.raises(SystemExit, match="decoder-only"):  # encoder parts it cannot train
+        image_main(_image_args(photos, tmp_path, "--steps", "6", "--decoder-only",
+                               "--grow-latent", str(small.cfg.m * 2)))
     with pytest.raises(SystemExit, match="grow-"):  # narrower than now: refused
         image_main(_image_args(photos, tmp_path, "--steps", "6", "--grow-decoder-widths",
                                ",".join(map(str, small.widths))))

@@ -253,7 +253,7 @@ def trainable(model: ImageModel, decoder_only: bool) -> list[tuple[str, torch.nn
     for n, p in model.named_parameters():
         train = not n.endswith("quantiles") and (
             not decoder_only or n.startswith("g_s.") or n == "q_dec")
-        p.requires_grad_(train or n.endswith("quantiles") and not decoder_only)
+        p.requires_grad_(train or (n.endswith("quantiles") and not decoder_only))
         if train:
             out.append((n, p))
     return out
@@ -296,6 +296,10 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     model = ImageModel(cfg)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
+    if args.decoder_only and (args.grow_blocks or args.grow_widths or args.grow_latent):
+        raise SystemExit("--decoder-only: grow the synthesis with --grow-decoder-blocks / "
+                         "--grow-decoder-widths (--grow-blocks / --grow-widths / --grow-latent "
+                         "add encoder or entropy-model parts that a decoder-only run cannot train)")
     main_params = [p for _, p in trainable(model, args.decoder_only)]
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(split_params(model)[1], lr=1e-3)
