@@ -158,6 +158,44 @@ def test_image_decoder_only(photos, image_main, tmp_path):
                                ",".join(map(str, small.widths))))
 
 
+def test_image_encoder_only(photos, image_main, tmp_path):
+    """--encoder-only with --grow-blocks / --grow-widths grows and trains the analysis side
+    alone (g_a, h_a, q_enc): the synthesis keeps its size, and every decoder-side weight (the
+    synthesis, the hyper-synthesis, the latent codec, the bottleneck with its quantiles) stays
+    bit for bit, so streams of the trained encoder decode with the old decoder."""
+    image_main(_image_args(photos, tmp_path, "--steps", "2"))
+    before = _ckpt(tmp_path)
+    cfg = before["config"]
+    b = [k + 1 for k in cfg["blocks"]]
+    w = [c + 4 for c in (cfg["widths"] or [cfg["n"] // 2, cfg["n"], cfg["n"]])]
+    image_main(_image_args(photos, tmp_path, "--steps", "5", "--encoder-only",
+                           "--grow-blocks", ",".join(map(str, b)),
+                           "--grow-widths", ",".join(map(str, w))))
+    st = _ckpt(tmp_path)
+    assert st["config"]["blocks"] == b and st["config"]["widths"] == w
+    assert st["config"]["dec_blocks"] == list(cfg["blocks"])
+    assert st["config"]["dec_widths"] == [cfg["n"] // 2, cfg["n"], cfg["n"]]
+    from models.image import ImageModel, ImageModelConfig
+
+    small = ImageModel(ImageModelConfig.from_dict(cfg))
+    small.load_state_dict(before["model"])
+    grown = small.grown(blocks=b, widths=w, dec_blocks=small.dec_blocks,
+                        dec_widths=small.dec_widths)[0].state_dict()
+    changed = set()
+    for k, v in st["model"].items():
+        if k.startswith(("g_a.", "h_a.", "q_enc")):
+            if not torch.equal(v, grown[k]):
+                changed.add(k.split(".")[0])
+        else:  # the decoder side: as it was
+            torch.testing.assert_close(v, before["model"][k], rtol=0, atol=0, msg=k)
+    assert changed == {"g_a", "h_a", "q_enc"}
+    assert [r["step"] for r in _log(tmp_path)][-3:] == [3, 4, 5]
+    for bad in (("--grow-latent", str(cfg["m"] * 2)), ("--grow-decoder-blocks", "2,2,2,2"),
+                ("--decoder-only",)):
+        with pytest.raises(SystemExit, match="encoder-only"):
+            image_main(_image_args(photos, tmp_path, "--steps", "6", "--encoder-only", *bad))
+
+
 def test_init_from_weights(photos, image_main, tmp_path):
     """--init starts a run from an exported weights file: its configuration, steps, clock and
     weights (float16 transforms as stored, video grid codes back to their exact values)."""

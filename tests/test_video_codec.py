@@ -219,7 +219,8 @@ def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
     """A P frame is coded as a skip frame (motion only, flag 2) where that costs less; the
     costs are dictated (P, then skip, per P frame) to choose skip, skip, P, skip. The frame
     after a skip frame extracts its feature from it, so the decoder reproduces every frame; a
-    layout-1 stream (no skip frames) still decodes, and a skip flag in one is refused."""
+    layout-2 stream (no copy blocks) with them decodes the same, a layout-1 stream (no skip
+    frames) still decodes, and a skip flag in one is refused."""
     import dataclasses
 
     from bitstream import pack, unpack
@@ -238,15 +239,18 @@ def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
     out = list(VideoDecoder(data, model=vm, intra_model=im))
     assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
 
-    def as_layout_1(d):
+    def as_layout(d, v):
         hh, uu = unpack(d)
-        return pack(dataclasses.replace(hh, params={**hh.params, "v": 1}),
+        return pack(dataclasses.replace(hh, params={**hh.params, "v": v}),
                     [(u.type, u.checksum, u.payload) for u in uu])
 
+    out = list(VideoDecoder(as_layout(data, 2), model=vm, intra_model=im))
+    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+
     with pytest.raises(FormatError, match="frame 1: bad unit flags"):
-        list(VideoDecoder(as_layout_1(data), model=vm, intra_model=im))
+        list(VideoDecoder(as_layout(data, 1), model=vm, intra_model=im))
     old, old_recs, _ = encode("yuv420", 3, 36, 50, quality=1.0, refresh_period=2)
-    out = list(VideoDecoder(as_layout_1(old), model=vm, intra_model=im))
+    out = list(VideoDecoder(as_layout(old, 1), model=vm, intra_model=im))
     assert all(same(a, b) for a, b in zip(out, old_recs))
 
 

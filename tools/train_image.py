@@ -230,6 +230,11 @@ def main(argv=None) -> None:
                     help="train only the synthesis transform and its quantization scalers on "
                          "the latents the fixed encoder codes: the rate and the bitstream of "
                          "every image stay as they are, only the reconstruction improves")
+    ap.add_argument("--encoder-only", action="store_true",
+                    help="train only the analysis side (g_a, h_a and the encoder's quantization "
+                         "scalers; --grow-blocks / --grow-widths grow it alone) against the "
+                         "fixed decoder and entropy model: every decoder-side weight stays as "
+                         "it is, only the latents the encoder chooses change")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the training step's forward (a few minutes of compiling "
                          "first; on this CPU 10 %% less time per step)")
@@ -245,21 +250,24 @@ def main(argv=None) -> None:
     export_or_train(args, cfg, ImageModelConfig, export, train)
 
 
-def trainable(model: ImageModel, decoder_only: bool) -> list[tuple[str, torch.nn.Parameter]]:
+#: the parameters of each side that ``--decoder-only`` / ``--encoder-only`` train alone
+PARTS = {"decoder": ("g_s.", "q_dec"), "encoder": ("g_a.", "h_a.", "q_enc")}
+
+
+def trainable(model: ImageModel, part: str | None) -> list[tuple[str, torch.nn.Parameter]]:
     """The named parameters the main optimizer trains: all but the bottleneck's quantiles, or
-    with ``decoder_only`` the synthesis transform and its quantization scalers (the others
-    are frozen: ``requires_grad`` off)."""
+    with ``part`` (a key of :data:`PARTS`) only that side's parameters; the others, and with
+    ``part`` the quantiles too, are frozen (``requires_grad`` off)."""
     out = []
     for n, p in model.named_parameters():
-        train = not n.endswith("quantiles") and (
-            not decoder_only or n.startswith("g_s.") or n == "q_dec")
-        p.requires_grad_(train or (n.endswith("quantiles") and not decoder_only))
+        train = not n.endswith("quantiles") and (part is None or n.startswith(PARTS[part]))
+        p.requires_grad_(train or (n.endswith("quantiles") and part is None))
         if train:
             out.append((n, p))
     return out
 
 
-def grow(model: ImageModel, opt, aux_opt, grow_args: dict, lr: float, decoder_only: bool):
+def grow(model: ImageModel, opt, aux_opt, grow_args: dict, lr: float, part: str | None):
     """:meth:`ImageModel.grown` (``grow_args``: its keywords) with new optimizers over the
     copy: the Adam state of every inherited parameter is carried over (a widened one's added
     entries start with a zero first moment and the mean second moment of the old entries;
@@ -267,9 +275,9 @@ def grow(model: ImageModel, opt, aux_opt, grow_args: dict, lr: float, decoder_on
     as it is."""
     new, names = model.grown(**grow_args)
     new.to(next(model.parameters()).device)  # before the optimizers take its parameters
-    main_names = lambda m: [n for n, _ in trainable(m, decoder_only)]  # noqa: E731
+    main_names = lambda m: [n for n, _ in trainable(m, part)]  # noqa: E731
     old_index = {n: i for i, n in enumerate(main_names(model))}
-    main, aux = [p for _, p in trainable(new, decoder_only)], split_params(new)[1]
+    main, aux = [p for _, p in trainable(new, part)], split_params(new)[1]
     new_opt = torch.optim.Adam(main, lr=lr)
     new_aux = torch.optim.Adam(aux, lr=1e-3)
     new_aux.load_state_dict(aux_opt.state_dict())
@@ -296,27 +304,37 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     model = ImageModel(cfg)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
+    if args.decoder_only and args.encoder_only:
+        raise SystemExit("--decoder-only and --encoder-only exclude each other")
     if args.decoder_only and (args.grow_blocks or args.grow_widths or args.grow_latent):
         raise SystemExit("--decoder-only: grow the synthesis with --grow-decoder-blocks / "
                          "--grow-decoder-widths (--grow-blocks / --grow-widths / --grow-latent "
                          "add encoder or entropy-model parts that a decoder-only run cannot train)")
-    main_params = [p for _, p in trainable(model, args.decoder_only)]
+    if args.encoder_only and (args.grow_decoder_blocks or args.grow_decoder_widths
+                              or args.grow_latent):
+        raise SystemExit("--encoder-only: grow the analysis with --grow-blocks / --grow-widths "
+                         "(--grow-decoder-* / --grow-latent add decoder or entropy-model parts "
+                         "that an encoder-only run cannot train)")
+    part = "decoder" if args.decoder_only else "encoder" if args.encoder_only else None
+    main_params = [p for _, p in trainable(model, part)]
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(split_params(model)[1], lr=1e-3)
     step = run.resume(model, opt, aux_opt)
     grow_args = {"blocks": args.grow_blocks, "widths": args.grow_widths, "m": args.grow_latent,
                  "dec_blocks": args.grow_decoder_blocks, "dec_widths": args.grow_decoder_widths}
+    if args.encoder_only:  # the synthesis keeps its size
+        grow_args.update(dec_blocks=model.dec_blocks, dec_widths=model.dec_widths)
     if (args.grow_blocks and tuple(args.grow_blocks) != cfg.blocks) or (
             args.grow_widths and tuple(args.grow_widths) != model.widths) or (
             args.grow_latent and args.grow_latent != cfg.m) or (
             args.grow_decoder_blocks and tuple(args.grow_decoder_blocks) != model.dec_blocks) or (
             args.grow_decoder_widths and tuple(args.grow_decoder_widths) != model.dec_widths):
         try:
-            model, opt, aux_opt = grow(model, opt, aux_opt, grow_args, args.lr, args.decoder_only)
+            model, opt, aux_opt = grow(model, opt, aux_opt, grow_args, args.lr, part)
         except ValueError as e:
             raise SystemExit(f"--grow-*: {e}") from None
         model.to(memory_format=fmt)
-        cfg, main_params = model.cfg, [p for _, p in trainable(model, args.decoder_only)]
+        cfg, main_params = model.cfg, [p for _, p in trainable(model, part)]
         run.say(f"grown to blocks {cfg.blocks}, widths {model.widths}, decoder blocks "
                 f"{model.dec_blocks}, widths {model.dec_widths}, {cfg.m} latent channels at "
                 f"step {step}")
@@ -355,7 +373,7 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         opt.step()
         aux = model.entropy_bottleneck.loss()
-        if not args.decoder_only:  # the quantiles (hence the hyper-latent's medians) stay
+        if part is None:  # else the quantiles (hence the hyper-latent's medians) stay
             aux_opt.zero_grad(set_to_none=True)
             aux.backward()
             aux_opt.step()
