@@ -190,10 +190,13 @@ def test_image_encoder_only(photos, image_main, tmp_path):
             torch.testing.assert_close(v, before["model"][k], rtol=0, atol=0, msg=k)
     assert changed == {"g_a", "h_a", "q_enc"}
     assert [r["step"] for r in _log(tmp_path)][-3:] == [3, 4, 5]
-    for bad in (("--grow-latent", str(cfg["m"] * 2)), ("--grow-decoder-blocks", "2,2,2,2"),
-                ("--decoder-only",)):
+    for bad in (("--grow-latent", str(cfg["m"] * 2)), ("--grow-decoder-blocks", "2,2,2,2")):
         with pytest.raises(SystemExit, match="encoder-only"):
             image_main(_image_args(photos, tmp_path, "--steps", "6", "--encoder-only", *bad))
+    with pytest.raises(SystemExit) as e:  # both sides alone: a usage error
+        image_main(_image_args(photos, tmp_path, "--steps", "6", "--encoder-only",
+                               "--decoder-only"))
+    assert e.value.code == 2
 
 
 def test_init_from_weights(photos, image_main, tmp_path):

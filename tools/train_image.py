@@ -226,15 +226,16 @@ def main(argv=None) -> None:
     ap.add_argument("--grow-decoder-widths", type=lambda v: tuple(int(b) for b in v.split(",")),
                     default=None, metavar="W1,W2,W3",
                     help="on resume, widen only the synthesis transform (as --grow-widths)")
-    ap.add_argument("--decoder-only", action="store_true",
-                    help="train only the synthesis transform and its quantization scalers on "
-                         "the latents the fixed encoder codes: the rate and the bitstream of "
-                         "every image stay as they are, only the reconstruction improves")
-    ap.add_argument("--encoder-only", action="store_true",
-                    help="train only the analysis side (g_a, h_a and the encoder's quantization "
-                         "scalers; --grow-blocks / --grow-widths grow it alone) against the "
-                         "fixed decoder and entropy model: every decoder-side weight stays as "
-                         "it is, only the latents the encoder chooses change")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--decoder-only", action="store_true",
+                      help="train only the synthesis transform and its quantization scalers on "
+                           "the latents the fixed encoder codes: the rate and the bitstream of "
+                           "every image stay as they are, only the reconstruction improves")
+    only.add_argument("--encoder-only", action="store_true",
+                      help="train only the analysis side (g_a, h_a and the encoder's quantization "
+                           "scalers; --grow-blocks / --grow-widths grow it alone) against the "
+                           "fixed decoder and entropy model: every decoder-side weight stays as "
+                           "it is, only the latents the encoder chooses change")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the training step's forward (a few minutes of compiling "
                          "first; on this CPU 10 %% less time per step)")
@@ -304,8 +305,6 @@ def train(args, cfg: ImageModelConfig, run: TrainRun) -> None:
     model = ImageModel(cfg)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
-    if args.decoder_only and args.encoder_only:
-        raise SystemExit("--decoder-only and --encoder-only exclude each other")
     if args.decoder_only and (args.grow_blocks or args.grow_widths or args.grow_latent):
         raise SystemExit("--decoder-only: grow the synthesis with --grow-decoder-blocks / "
                          "--grow-decoder-widths (--grow-blocks / --grow-widths / --grow-latent "
