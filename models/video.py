@@ -75,16 +75,20 @@ class VideoModelConfig:
     attn_dim: int = 8
     n_quality: int = 4
     lambdas: tuple = field(default_factory=lambda: (0.0018, 0.0084, 0.0388, 0.18))
+    #: residual blocks in the contextual decoder at H/8, H/4, H/2 (added blocks start as the
+    #: identity, so a trained model grows function-preserving: ``train_video --config``)
+    dec_blocks: tuple = (0, 0, 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["lambdas"] = list(self.lambdas)
+        d["lambdas"], d["dec_blocks"] = list(self.lambdas), list(self.dec_blocks)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "VideoModelConfig":
         d = dict(d)
         d["lambdas"] = tuple(d["lambdas"])
+        d["dec_blocks"] = tuple(d.get("dec_blocks", (0, 0, 0)))
         return cls(**d)
 
 
@@ -236,20 +240,37 @@ class _ContextEncoder(nn.Module):
         return h + self.r3(h)
 
 
-class _ContextDecoder(nn.Module):
-    """Contextual decoder (grid): latent + contexts -> the propagated feature at H/2."""
+class _ResBlock(nn.Module):
+    """``h + conv(qrelu(conv(h)))`` on the grid. The second convolution starts at zero, so an
+    added block starts as the identity (the next :class:`QConv2d` grids its input anyway)."""
 
-    def __init__(self, c, c2, c3, m):
+    def __init__(self, ch):
+        super().__init__()
+        self.a, self.b = _qconv(ch, ch), _qconv(ch, ch)
+        nn.init.zeros_(self.b.weight)
+        nn.init.zeros_(self.b.bias)
+
+    def forward(self, h):
+        return to_grid(h + self.b(qrelu(self.a(h))))
+
+
+class _ContextDecoder(nn.Module):
+    """Contextual decoder (grid): latent + contexts -> the propagated feature at H/2, with
+    ``blocks`` residual blocks after the H/8, H/4 and H/2 stages."""
+
+    def __init__(self, c, c2, c3, m, blocks=(0, 0, 0)):
         super().__init__()
         self.u3, self.d3 = subpel_conv(m, c3, q=True), _qconv(2 * c3, c3)
         self.u2, self.d2 = subpel_conv(c3, c2, q=True), _qconv(2 * c2, c2)
         self.u1, self.d1 = subpel_conv(c2, c, q=True), _qconv(2 * c, c)
         self.d0 = _qconv(c, c)
+        self.r3, self.r2, self.r1 = (nn.Sequential(*(_ResBlock(ch) for _ in range(n)))
+                                     for ch, n in zip((c3, c2, c), blocks))
 
     def forward(self, y, c1, c2, c3):
-        h = qrelu(self.d3(torch.cat([qrelu(self.u3(y)), c3], 1)))
-        h = qrelu(self.d2(torch.cat([qrelu(self.u2(h)), c2], 1)))
-        h = qrelu(self.d1(torch.cat([qrelu(self.u1(h)), c1], 1)))
+        h = self.r3(qrelu(self.d3(torch.cat([qrelu(self.u3(y)), c3], 1))))
+        h = self.r2(qrelu(self.d2(torch.cat([qrelu(self.u2(h)), c2], 1))))
+        h = self.r1(qrelu(self.d1(torch.cat([qrelu(self.u1(h)), c1], 1))))
         return to_grid(self.d0(h))
 
 
@@ -365,7 +386,7 @@ class VideoModel(QualityKnob, nn.Module):
         self.tp = nn.Sequential(_qconv(c3, cfg.tp, 2), _Act(), _qconv(cfg.tp, cfg.tp))
         self.eb = EntropyBottleneck(cfg.z)
         self.latent = _latent_codec(m, cfg.slices, cfg.hyper + cfg.tp, cfg.ctx_ch, cfg.attn_dim)
-        self.ctx_dec = _ContextDecoder(c, c2, c3, m)
+        self.ctx_dec = _ContextDecoder(c, c2, c3, m, cfg.dec_blocks)
         # learned quantization scalers (log domain), one vector per quality index
         ls = torch.linspace(np.log(4.0), np.log(0.5), cfg.n_quality)
         self.q_enc = nn.Parameter(ls.view(-1, 1).repeat(1, m).clone())

@@ -324,6 +324,14 @@ def test_video_steps(video_root, monkeypatch):
     assert _ckpt(out)["step"] == 2
     assert [r["step"] for r in _log(out)] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in _log(out))
+    # grow the contextual decoder on resume: the checkpoint's weights carry over
+    before = _ckpt(out)["model"]
+    tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "3", "--grow-decoder-blocks", "0,1,1"])
+    st = _ckpt(out)
+    assert st["step"] == 3 and st["config"]["dec_blocks"] == [0, 1, 1]
+    assert "ctx_dec.r1.0.b.weight" in st["model"] and set(before) < set(st["model"])
+    with pytest.raises(SystemExit, match="none below"):
+        tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "4", "--grow-decoder-blocks", "0,0,1"])
 
 
 # one torchrun for both trainers (the start of three interpreters costs more than the runs),

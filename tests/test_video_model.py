@@ -112,3 +112,34 @@ def test_decoder_path_is_exact_across_threads():
         torch.set_num_threads(before)
     for key in ("x_hat", "feat", "mv", "flow"):
         assert torch.equal(a[key], b[key]), key
+
+
+def test_decoder_blocks_grow_function_preserving_and_stay_exact():
+    """Residual blocks added to the contextual decoder start as the identity (a trained model
+    grows without changing its output); trained (non-zero) blocks keep the decoder exact."""
+    from models.video import VideoModelConfig
+
+    torch.manual_seed(0)
+    small = VideoModel("tiny").eval()
+    cfg = VideoModelConfig.from_dict({**small.cfg.to_dict(), "dec_blocks": [1, 1, 2]})
+    assert VideoModelConfig.from_dict(cfg.to_dict()) == cfg
+    grown = VideoModel(cfg).eval()
+    missing, unexpected = grown.load_state_dict(small.state_dict(), strict=False)
+    assert missing and all(n.startswith("ctx_dec.r") for n in missing) and not unexpected
+    x, ref = torch.rand(2, 6, 32, 32), torch.rand(2, 6, 32, 32)
+    q = torch.tensor([0.5, 2.5])
+    with torch.no_grad():
+        a = small.p_frame(TrainCoder(False), "yuv420", q, ref, None, None, False, x=x)
+        b = grown.p_frame(TrainCoder(False), "yuv420", q, ref, None, None, False, x=x)
+        for key in ("x_hat", "feat"):
+            assert torch.equal(a[key], b[key]), key
+        for blk in grown.ctx_dec.r1:
+            blk.b.weight.normal_(0, 0.05)
+    grown.deterministic()
+    before = torch.get_num_threads()
+    try:
+        one, two = _decode_side(grown, 1), _decode_side(grown, 2)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one["x_hat"], two["x_hat"])
+    assert not torch.equal(one["x_hat"], _decode_side(small.deterministic(), 1)["x_hat"])

@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -383,6 +384,11 @@ def main(argv=None) -> None:
                     help="train qualities uniform in [Q_MIN, n_quality - 1] (a high-rate fine-tune)")
     ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--grow-decoder-blocks", type=lambda v: tuple(int(b) for b in v.split(",")),
+                    default=None, metavar="B8,B4,B2",
+                    help="residual blocks of the contextual decoder at H/8, H/4, H/2: on --init "
+                         "or resume, a model with fewer grows to these (added blocks start as "
+                         "the identity)")
     ap.add_argument("--y-ramp-start", type=int, default=10 ** 9,
                     help="from this step, the frame latent's rate weight is --y-w0 (for "
                          "--y-hold steps), then ramps to 1")
@@ -431,6 +437,13 @@ def main(argv=None) -> None:
 
 def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
     dev = run.device
+    if args.grow_decoder_blocks and args.grow_decoder_blocks != cfg.dec_blocks:
+        if len(args.grow_decoder_blocks) != 3 or any(
+                n < o for n, o in zip(args.grow_decoder_blocks, cfg.dec_blocks)):
+            raise SystemExit(f"--grow-decoder-blocks: three counts, none below the model's "
+                             f"{','.join(map(str, cfg.dec_blocks))}")
+        cfg = replace(cfg, dec_blocks=args.grow_decoder_blocks)
+        run.say(f"contextual decoder grown to blocks {cfg.dec_blocks}")
     model = VideoModel(cfg).to(dev)
     main_params, aux_params = split_params(model)
     # the factorized priors' densities learn with a larger step: on a short CPU budget the
