@@ -334,6 +334,26 @@ def test_video_steps(video_root, monkeypatch):
         tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "4", "--grow-decoder-blocks", "0,0,1"])
 
 
+def test_video_photo_clips(video_root, photos, monkeypatch):
+    """--photo-crops: synthetic camera motion over the photos, a second cache mixed in."""
+    import tools.train_video as tv
+    from tools.train_video import sample_photos, split_planes
+
+    files = sorted(photos.glob("*.png"))
+    seqs = sample_photos(files, 3, 4, 48, np.random.default_rng(1))
+    assert all(a.shape == (4, 48 * 48 * 3 // 2) and a.dtype == np.uint8 for a in seqs)
+    y = split_planes(np.stack(seqs), 48)[0].astype(int)
+    assert np.abs(np.diff(y, axis=1)).mean() > 0  # the window moves
+    with pytest.raises(SystemExit, match="no training photo"):
+        sample_photos(files, 1, 4, 128, np.random.default_rng(1))
+    monkeypatch.setattr(tv, "VIDEO", video_root / "video")
+    monkeypatch.setattr(tv, "PHOTOS", photos)
+    out = video_root / "run_photos"
+    tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "1", "--photo-crops", "4"])
+    assert (video_root / "cache_photos_4_3_64_q4.npz").exists()
+    assert "4 synthetic clips" in _ckpt(out)["data"]
+
+
 # one torchrun for both trainers (the start of three interpreters costs more than the runs),
 # in one process group (a second one in the same processes is not reliable with gloo)
 DDP_DRIVER = """

@@ -44,6 +44,7 @@ from tools.train_common import (TrainRun, add_run_args, export_or_train, parse_w
                                  split_params)
 
 VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
+PHOTOS = datasets_root() / "train"  # the image trainer's photos (synthetic camera motion)
 HELD_OUT = ("carphone_pristine", "asl_book")
 DATA_NOTE = ("H.264-coded clips from shared/datasets/video (bottle-detection, "
              "one-by-one-person-detection, asl_help, asl_thanks, asl_walk) and the raw "
@@ -152,6 +153,46 @@ def sample_clip(path: Path, n: int, frames: int, size: int, rng) -> list[np.ndar
     return out
 
 
+def sample_photos(photos: list[Path], n: int, frames: int, size: int, rng) -> list[np.ndarray]:
+    """``n`` synthetic clips of camera motion over still photos, in the format of
+    :func:`sample_clip`: a ``size`` window moving at a constant velocity of up to 6 pixels per
+    frame (plus a jitter of one pixel), on the photo or on its 2x area-downscaled copy taken
+    at twice the window size (then the motion has half-pixel steps), random flips. Pristine
+    detail and sub-pixel motion, which the H.264-coded clips lack."""
+    from PIL import Image
+
+    from codec.video import rgb_to_yuv420
+
+    sizes = [Image.open(f).size for f in photos]
+    photos = [f for f, (w, h) in zip(photos, sizes) if min(w, h) >= size + 2]
+    if not photos:
+        raise SystemExit(f"--photo-crops: no training photo is {size + 2} pixels or larger")
+    out: list[np.ndarray] = []
+    while len(out) < n:  # a draw that does not fit the photo is drawn again
+        img = np.asarray(Image.open(photos[int(rng.integers(len(photos)))]).convert("RGB"), np.float64)
+        s = 2 if rng.random() < 0.5 else 1
+        win = size * s
+        v = rng.integers(-6, 7, 2)
+        span = np.abs(v) * (frames - 1) + 2 + win
+        if np.any(span > img.shape[:2]):
+            continue
+        y0 = int(rng.integers(1, img.shape[0] - span[0] + 2)) + max(0, -v[0]) * (frames - 1)
+        x0 = int(rng.integers(1, img.shape[1] - span[1] + 2)) + max(0, -v[1]) * (frames - 1)
+        flip = rng.random() < 0.5
+        seq = []
+        for t in range(frames):
+            jy, jx = rng.integers(-1, 2, 2) if t else (0, 0)
+            yy, xx = y0 + v[0] * t + jy, x0 + v[1] * t + jx
+            a = img[yy:yy + win, xx:xx + win]
+            if s == 2:
+                a = a.reshape(size, 2, size, 2, 3).mean((1, 3))
+            if flip:
+                a = a[:, ::-1]
+            seq.append(np.concatenate([pl.reshape(-1) for pl in rgb_to_yuv420(a)]))
+        out.append(np.stack(seq))
+    return out
+
+
 def split_planes(a: np.ndarray, size: int):
     """``... x (size*size*3/2)`` -> Y, U, V arrays."""
     n = size * size
@@ -194,15 +235,20 @@ def training_clips() -> list[Path]:
 
 
 def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed: int = 0,
-                device: str | torch.device = "cpu") -> Path:
-    path = out.parent / f"cache_{n}_{frames}_{size}_q{n_quality}.npz"
+                device: str | torch.device = "cpu", photos: bool = False) -> Path:
+    """The crop cache (``n`` crops of the training clips, or with ``photos`` ``n`` synthetic
+    clips of the training photos) with its intra reconstructions, built once."""
+    path = out.parent / f"cache_{'photos_' if photos else ''}{n}_{frames}_{size}_q{n_quality}.npz"
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
-    clips = training_clips()
-    weights = {"bottle-detection": 0.32, "one-by-one-person-detection": 0.32}
     seqs = []
-    for c in clips:
+    if photos:
+        files = sorted(f for f in PHOTOS.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        seqs = sample_photos(files, n, frames, size, rng)
+        print(f"{PHOTOS}: {len(seqs)} synthetic clips", file=sys.stderr)
+    weights = {"bottle-detection": 0.32, "one-by-one-person-detection": 0.32}
+    for c in training_clips() if not photos else []:
         share = weights.get(c.stem, 0.3 / 3 if c.stem.startswith("asl") else 0.04)
         got = sample_clip(c, max(1, int(n * share)), frames, size, rng)
         print(f"{c.name}: {len(got)} crops", file=sys.stderr)
@@ -373,6 +419,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="out/train_video/small")
     ap.add_argument("--crops", type=int, default=1100, help="cached crop sequences")
     ap.add_argument("--frames", type=int, default=5, help="frames per cached sequence")
+    ap.add_argument("--photo-crops", type=int, default=0,
+                    help="also train on this many synthetic clips of camera motion over the "
+                         "training photos (a second cache)")
     ap.add_argument("--size", type=int, default=192, help="cached crop size")
     ap.add_argument("--crop-single", type=int, default=128,
                     help="random sub-crop size in the single-P-frame stage (faster steps)")
@@ -456,9 +505,11 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
          "gain": args.eb_lr_gain}], lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=3e-3)
     step = run.resume(model, opt, strict=False)
-    cache = np.load(run.main_first(lambda: build_cache(run.out, args.crops, args.frames, args.size,
-                                                       cfg.n_quality, args.seed, dev)))
-    seqs, intra = cache["seqs"], cache["intra"]
+    caches = [np.load(run.main_first(lambda: build_cache(
+        run.out, n, args.frames, args.size, cfg.n_quality, args.seed, dev, photos)))
+        for n, photos in ((args.crops, False), (args.photo_crops, True)) if n]
+    seqs = np.concatenate([c["seqs"] for c in caches])
+    intra = np.concatenate([c["intra"] for c in caches])
     n_eval = min(8, len(seqs) // 10)
     ev_seqs, ev_intra = seqs[:n_eval], intra[:n_eval]  # a fixed monitoring batch
     rng = np.random.default_rng(run.data_seed(args.seed + step))
@@ -470,7 +521,9 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
         run.save(lambda: {
             "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "elapsed": run.elapsed, "config": cfg.to_dict(),
-            "data": f"{len(seqs)} crops of {args.frames} frames ({args.size}x{args.size}) from {DATA_NOTE}"})
+            "data": f"{len(seqs) - args.photo_crops} crops of {args.frames} frames ({args.size}x{args.size}) "
+                    f"from {DATA_NOTE}" + (f"; {args.photo_crops} synthetic clips of camera motion over "
+                                           "the training photos" if args.photo_crops else "")})
 
     def batch(idx, qs, fmt, crop):
         sq = torch.stack([to_packed(seqs[idx, t], args.size, fmt) for t in range(args.frames)], 1)
