@@ -8,7 +8,9 @@ Data: random crops of consecutive frames from the clips in ../shared/datasets/vi
 ``<out>/../cache_*.npz`` (Y, U, V planes of ``--frames`` frames per crop, some crops taken
 from 2x down-scaled frames or with a frame stride of 2 for larger motion, random flips),
 together with the intra reconstruction of each crop's first frame by the shipped image
-model at the quality matching each of the video model's quality indexes.
+model at the quality matching each of the video model's quality indexes. ``--photo-crops``
+adds synthetic clips of camera motion over the image trainer's photos (:func:`sample_photos`,
+a second cache ``cache_photos_*.npz``).
 
 Curriculum (DCVC-style): first single P frames (with an auxiliary loss on the warped
 reference frame, so that the motion coder learns useful flow), then cascades of several P
