@@ -76,7 +76,8 @@ class VideoModelConfig:
     n_quality: int = 4
     lambdas: tuple = field(default_factory=lambda: (0.0018, 0.0084, 0.0388, 0.18))
     #: residual blocks in the contextual decoder at H/8, H/4, H/2 (added blocks start as the
-    #: identity, so a trained model grows function-preserving: ``train_video --config``)
+    #: identity, so a trained model grows function-preserving: ``train_video
+    #: --grow-decoder-blocks``)
     dec_blocks: tuple = (0, 0, 0)
 
     def to_dict(self) -> dict:

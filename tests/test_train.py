@@ -313,6 +313,9 @@ def test_video_q_min_out_of_range_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         tv.main(["--q-min", "9", "--steps", "1"])
     assert e.value.code == 2 and "--q-min must lie in [0, 3]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        tv.main(["--crops", "0", "--steps", "1"])
+    assert e.value.code == 2 and "not both 0" in capsys.readouterr().err
 
 
 def test_video_steps(video_root, monkeypatch):

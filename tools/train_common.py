@@ -29,7 +29,7 @@ import torch.distributed as dist
 #: torch (the clock of ``--minutes``)
 PROCESS_START = time.time()
 
-__all__ = ["add_run_args", "parse_with_config", "split_params", "save_ckpt", "ckpt_from_weights",
+__all__ = ["add_run_args", "parse_with_config", "int_list", "split_params", "save_ckpt", "ckpt_from_weights",
            "TrainRun", "export_or_train"]
 
 
@@ -80,6 +80,11 @@ def parse_with_config(ap: argparse.ArgumentParser, argv, presets: dict, cfg_cls)
     except TypeError as e:
         ap.error(f"--config {name}: {e}")
     return ap.parse_args(argv), cfg
+
+
+def int_list(v: str) -> tuple[int, ...]:
+    """An argparse type: ``"2,4,4"`` -> ``(2, 4, 4)`` (the trainers' ``--grow-*`` options)."""
+    return tuple(int(b) for b in v.split(","))
 
 
 def split_params(model: torch.nn.Module) -> tuple[list, list]:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from models.image import CONFIGS, ImageModel, ImageModelConfig
-from tools.train_common import (TrainRun, add_run_args, export_or_train, parse_with_config,
-                                 split_params)
+from tools.train_common import (TrainRun, add_run_args, export_or_train, int_list,
+                                 parse_with_config, split_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
@@ -208,11 +208,11 @@ def main(argv=None) -> None:
     add_run_args(ap, ckpt_every=240.0)
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="NHWC memory layout (about 20 %% less CPU time per step here)")
-    ap.add_argument("--grow-blocks", type=lambda v: tuple(int(b) for b in v.split(",")),
+    ap.add_argument("--grow-blocks", type=int_list,
                     default=None, metavar="B0,B1,B2,B3",
                     help="on resume, deepen the model to these MetaFormer blocks per stage "
                          "(added blocks start as identities: the function is unchanged)")
-    ap.add_argument("--grow-widths", type=lambda v: tuple(int(b) for b in v.split(",")),
+    ap.add_argument("--grow-widths", type=int_list,
                     default=None, metavar="W1,W2,W3",
                     help="on resume, widen the transform stages at 1/2, 1/4, 1/8 to these "
                          "channel counts (added channels start unseen: the function is unchanged)")
@@ -220,10 +220,10 @@ def main(argv=None) -> None:
                     help="on resume, grow the latent to M channels in added slices (the "
                          "reconstruction is unchanged; the added channels cost rate until "
                          "trained)")
-    ap.add_argument("--grow-decoder-blocks", type=lambda v: tuple(int(b) for b in v.split(",")),
+    ap.add_argument("--grow-decoder-blocks", type=int_list,
                     default=None, metavar="B0,B1,B2,B3",
                     help="on resume, deepen only the synthesis transform (as --grow-blocks)")
-    ap.add_argument("--grow-decoder-widths", type=lambda v: tuple(int(b) for b in v.split(",")),
+    ap.add_argument("--grow-decoder-widths", type=int_list,
                     default=None, metavar="W1,W2,W3",
                     help="on resume, widen only the synthesis transform (as --grow-widths)")
     only = ap.add_mutually_exclusive_group()

@@ -42,8 +42,8 @@ from models.video import (CONFIGS, TrainCoder, VideoModel, VideoModelConfig, pac
                           round_frame)
 
 from tools.eval_media import datasets_root
-from tools.train_common import (TrainRun, add_run_args, export_or_train, parse_with_config,
-                                 split_params)
+from tools.train_common import (TrainRun, add_run_args, export_or_train, int_list,
+                                 parse_with_config, split_params)
 
 VIDEO = datasets_root() / "video"  # ../shared/datasets/video, or $NCODEC_DATASETS/video
 PHOTOS = datasets_root() / "train"  # the image trainer's photos (synthetic camera motion)
@@ -244,17 +244,18 @@ def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed:
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
-    seqs = []
     if photos:
         files = sorted(f for f in PHOTOS.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         seqs = sample_photos(files, n, frames, size, rng)
         print(f"{PHOTOS}: {len(seqs)} synthetic clips", file=sys.stderr)
-    weights = {"bottle-detection": 0.32, "one-by-one-person-detection": 0.32}
-    for c in training_clips() if not photos else []:
-        share = weights.get(c.stem, 0.3 / 3 if c.stem.startswith("asl") else 0.04)
-        got = sample_clip(c, max(1, int(n * share)), frames, size, rng)
-        print(f"{c.name}: {len(got)} crops", file=sys.stderr)
-        seqs += got
+    else:
+        weights = {"bottle-detection": 0.32, "one-by-one-person-detection": 0.32}
+        seqs = []
+        for c in training_clips():
+            share = weights.get(c.stem, 0.3 / 3 if c.stem.startswith("asl") else 0.04)
+            got = sample_clip(c, max(1, int(n * share)), frames, size, rng)
+            print(f"{c.name}: {len(got)} crops", file=sys.stderr)
+            seqs += got
     seqs = np.stack(seqs)
     t = time.time()
     intra = intra_recons(seqs, size, n_quality, device=device)
@@ -435,7 +436,7 @@ def main(argv=None) -> None:
                     help="train qualities uniform in [Q_MIN, n_quality - 1] (a high-rate fine-tune)")
     ap.add_argument("--rgb-p", type=float, default=0.25, help="share of RGB batches")
     ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--grow-decoder-blocks", type=lambda v: tuple(int(b) for b in v.split(",")),
+    ap.add_argument("--grow-decoder-blocks", type=int_list,
                     default=None, metavar="B8,B4,B2",
                     help="residual blocks of the contextual decoder at H/8, H/4, H/2: on --init "
                          "or resume, a model with fewer grows to these (added blocks start as "
@@ -467,6 +468,8 @@ def main(argv=None) -> None:
                     help="measure with the encoder's adaptive intra frames (as `ncodec encode`)")
     ap.add_argument("--anchors", default="", help="also measure these classic codecs (x264,x265)")
     args, cfg = parse_with_config(ap, argv, CONFIGS, VideoModelConfig)
+    if args.crops < 0 or args.photo_crops < 0 or args.crops + args.photo_crops == 0:
+        ap.error("--crops / --photo-crops: counts of 0 or more, not both 0")
     if not 0.0 <= args.q_min <= cfg.n_quality - 1:
         ap.error(f"--q-min must lie in [0, {cfg.n_quality - 1}], not {args.q_min:g}")
     if args.measure is not None:
