@@ -17,11 +17,15 @@ frame: only its motion is coded, the frame is the motion-compensated prediction;
 version 2), 4 or 5 (a P frame with copy blocks, bit 0 the refresh: a block mask comes first,
 and the masked 16 x 16 blocks are the motion-compensated prediction, their latent not coded)
 or 8 (a replenished frame: a block mask, then an intra frame whose masked blocks are not
-coded but copied from the previous decoded frame; layout version 3); an intra frame's is 0.
+coded but copied from the previous decoded frame; layout version 3) or 16, 20 (a residual
+frame: the motion as in a skip frame, then the residual to its motion-compensated prediction
+coded by the image model, in RGB; 20 with a block mask first, whose masked blocks are the
+prediction and their residual latent not coded; layout version 4); an intra frame's is 0.
 The block masks are coded with an adaptive binary context model (:class:`_MaskModel`) whose
 counts restart at every intra frame.
-Header params: ``v`` (layout version: 3; 1, without skip frames, and 2, without copy blocks,
-are still read),
+Header params: ``v`` (layout version: 4; 1, without skip frames, 2, without copy blocks,
+and 3, without residual frames, are still read), ``residual_q`` (the image model's quality
+for residual frames; version 4),
 ``intra_period``, ``refresh_period``, ``intra_model`` and ``intra_digest`` (the image model
 coding the intra frames), and ``width``/``height`` for odd-sized YUV 4:2:0 (the container's
 header holds the even-rounded size then).
@@ -64,11 +68,16 @@ __all__ = ["VideoEncoder", "VideoDecoder", "export_weights", "load_model", "WEIG
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "video_small"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _SKIP = 2  # unit flags: skip frame (bit 0 is the feature refresh)
-_COPY = 4  # P frame with copy blocks (may carry the refresh bit)
+_COPY = 4  # P frame with copy blocks (may carry the refresh bit); in a residual frame: a mask
 _REPLENISH = 8  # intra-coded blocks over a copy of the previous frame
-_VERSIONS = (1, 2, FORMAT_VERSION)  # layout versions read
+_RESIDUAL = 16  # motion + the image-model-coded residual to the motion-compensated prediction
+_VERSIONS = (1, 2, 3, FORMAT_VERSION)  # layout versions read
+# Residual frames code their residual with the image model one quality step (of its 0..7)
+# below the intra frames': on carphone's first P frames that cost less by the rate-distortion
+# cost of both models than the intra frames' own quality (results/video/residual/).
+_RESIDUAL_Q_DROP = 1.0
 # Copy-block decisions: a block is copied where lambda * (its distortion increase) <= K * the
 # bits its latent cost when coded (K > 1: a coded latent position also shapes its neighbours,
 # so a copy saves more than its own symbols; K = 2 beat 1, 3 and 4: results/video/copy_k_sweep).
@@ -303,6 +312,8 @@ class _Session:
         self.q = float(np.float32(min(max(float(quality), 0.0), nq - 1.0)))
         inq = self.intra.m.cfg.n_quality
         self.q_intra = float(np.float32(self.q * (inq - 1) / (nq - 1)))
+        #: the image model's quality for residual frames (the decoder takes the stream's)
+        self.q_res = float(np.float32(max(self.q_intra - _RESIDUAL_Q_DROP, 0.0)))
         self.reset()
 
     def reset(self) -> None:
@@ -398,9 +409,18 @@ class _Session:
 
         if self.fmt == "rgb":
             return unpack_frame(x.float(), "rgb")
+        return (self._rgb255(x) / 255.0).float()
+
+    def _rgb255(self, x: torch.Tensor) -> torch.Tensor:
+        """A packed 8-bit frame as RGB in [0, 255], float64 (1 x 3 x H x W): the same values
+        on the encoder and the decoder (elementwise float64 arithmetic)."""
+        from models.video import unpack_frame
+
+        if self.fmt == "rgb":
+            return torch.round(unpack_frame(x.double(), "rgb") * 255.0)
         y, u, v = (torch.round(p[0, 0].double() * 255).numpy().astype(np.uint8)
                    for p in unpack_frame(x, "yuv420"))
-        return torch.from_numpy(yuv420_to_rgb(y, u, v) / 255.0).permute(2, 0, 1)[None].float()
+        return torch.from_numpy(yuv420_to_rgb(y, u, v)).permute(2, 0, 1)[None]
 
     def _rgb_to_packed(self, rgb255: torch.Tensor) -> torch.Tensor:
         from models.video import pack_frame
@@ -414,15 +434,17 @@ class _Session:
     # -- one frame
     def code(self, coder, intra: bool, refresh: bool, x: torch.Tensor | None = None,
              skip: bool = False, refine=None, copy_blocks: bool = False,
-             mask: np.ndarray | None = None, replenish: bool = False) -> torch.Tensor:
+             mask: np.ndarray | None = None, replenish: bool = False,
+             residual: bool = False) -> torch.Tensor:
         """Code (``x`` given, ``coder`` a RansEncoder) or decode one frame; updates the state
         and returns the packed 8-bit reconstruction (float64). ``skip``: a P frame that is its
         motion-compensated prediction; ``copy_blocks``: a block mask is coded (``mask``, H/16
         x W/16 of 0/1, when encoding), its blocks are copied from the motion-compensated
-        prediction in a P frame, from the previous decoded frame in a ``replenish``-ed
-        (otherwise intra-coded) frame. After encoding, :attr:`last` holds what the encoder's
-        copy decisions need: the rounded prediction (P frames) or intra reconstruction, and
-        the latent's estimated bits per block."""
+        prediction in a P frame or a ``residual`` frame (motion coded as in a skip frame, then
+        the RGB residual to the prediction by the image model), from the previous decoded frame
+        in a ``replenish``-ed (otherwise intra-coded) frame. After encoding, :attr:`last` holds
+        what the encoder's copy decisions need: the rounded prediction (P and residual frames)
+        or intra reconstruction, and the latent's estimated bits per block."""
         from models.video import DecodeCoder, EncodeCoder, blend_blocks
 
         m = self.model
@@ -430,7 +452,7 @@ class _Session:
         with torch.no_grad():
             cm = None
             if copy_blocks or replenish:
-                bits = self.masks.code(coder, int(replenish), blocks,
+                bits = self.masks.code(coder, int(replenish or residual), blocks,
                                        None if x is None else np.asarray(mask))
                 cm = torch.from_numpy(bits.astype(np.float64))[None, None]
             if intra or replenish:
@@ -447,6 +469,8 @@ class _Session:
                     self.last = {"intra": frame, "bits": bits}
                 self.ref_feat = self.prev_mv = None
                 self.since_intra = 0
+            elif residual:
+                frame = self._residual(coder, x, cm)
             else:
                 if cm is None:
                     self.masks.prev = None
@@ -464,6 +488,31 @@ class _Session:
         self.ref_frame = frame.to(m._dt())
         return frame
 
+    def _residual(self, coder, x: torch.Tensor | None, cm: torch.Tensor | None) -> torch.Tensor:
+        """A residual frame (see :meth:`code`): its packed 8-bit reconstruction."""
+        from models.video import DecodeCoder, EncodeCoder, blend_blocks
+
+        m = self.model
+        if cm is None:
+            self.masks.prev = None
+        cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, m._dt())
+        out = m.p_frame(cod, self.fmt, torch.tensor([self.q]), self._ref(), self.ref_feat,
+                        self.prev_mv, False, x=x, skip=True)
+        pred = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
+        base = self._rgb255(pred)
+        if x is not None:  # the residual, offset to mid-grey (larger ones are clipped)
+            res = torch.clamp(self._rgb255(x) - base + 128.0, 0.0, 255.0) / 255.0
+            r_hat, bits = self.intra.encode(res, self.q_res, coder, cm)
+            self.last = {"pred": pred, "bits": bits}
+        else:
+            r_hat = self.intra.decode(coder, self.hp, self.wp, self.q_res, cm)
+        frame = self._rgb_to_packed(torch.clamp(base + r_hat - 128.0, 0.0, 255.0))
+        if cm is not None:
+            frame = blend_blocks(cm, pred, frame)
+        self.ref_feat, self.prev_mv = None, out["mv"]
+        self.since_intra += 1
+        return frame
+
     def _ref(self) -> torch.Tensor:
         if self.ref_frame is None:
             raise FormatError("a P frame without a preceding intra frame")
@@ -472,7 +521,7 @@ class _Session:
     def params(self, intra_period: int, refresh_period: int) -> dict:
         p = {"v": FORMAT_VERSION, "intra_period": int(intra_period),
              "refresh_period": int(refresh_period), "intra_model": self.intra.codec.model_id,
-             "intra_digest": self.intra.digest.hex()}
+             "intra_digest": self.intra.digest.hex(), "residual_q": self.q_res}
         if self.fmt == "yuv420" and (self.w % 2 or self.h % 2):
             p["width"], p["height"] = self.w, self.h
         return p
@@ -521,7 +570,10 @@ class VideoEncoder:
     motion-compensated prediction and their latent is not coded; kept where cheaper. With
     ``adaptive_intra`` too, each intra trial is also recoded as a replenished frame: intra-coded
     blocks over a copy of the previous decoded frame (not seekable; the intra frames stay the
-    seek points). ``effort`` 1 or 2
+    seek points). With ``adaptive_intra``, ``residual_frames`` (default on) also codes each
+    trial frame as a residual frame: its motion as in a skip frame, then the residual to the
+    motion-compensated prediction by the image model (recoded with copy blocks from the
+    prediction too); the trial's cost is the cheapest of these codings. ``effort`` 1 or 2
     refines each P frame's latent by stochastic Gumbel annealing (30 / 100 Adam steps through
     the contextual decoder, :class:`models.sga.PFrameRefiner`): a slower encoder, the same
     decoder. ``threads`` sets torch's threads.
@@ -535,7 +587,7 @@ class VideoEncoder:
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
                  intra_weights=None, intra_model=None, full_range: bool = False,
                  adaptive_intra: bool = True, skip_frames: bool = True, copy_blocks: bool = True,
-                 effort: int = 0):
+                 residual_frames: bool = True, effort: int = 0):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -548,7 +600,7 @@ class VideoEncoder:
                              f"0..{self._s.model.cfg.n_quality - 1}")
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         self.adaptive_intra, self.skip_frames = bool(adaptive_intra), bool(skip_frames)
-        self.copy_blocks = bool(copy_blocks)
+        self.copy_blocks, self.residual_frames = bool(copy_blocks), bool(residual_frames)
         self._refine = None
         if effort:
             from models.sga import PFrameRefiner
@@ -573,6 +625,7 @@ class VideoEncoder:
         self.skipped_frames = 0  #: frames coded as skip frames so far
         self.copy_frames = 0  #: P frames coded with copy blocks so far
         self.replenished_frames = 0  #: frames coded as replenished (intra blocks + copies) so far
+        self.residual_frames_coded = 0  #: frames coded as residual frames so far
         self.frame_bytes: list[int] = []  #: payload bytes of each coded frame
         self._closed = False
 
@@ -599,10 +652,10 @@ class VideoEncoder:
             if self.adaptive_intra:
                 if self._untried < _MAX_UNTRIED and best.cost < _KEEP_P_BELOW * self._intra_cost:
                     self._untried += 1
-                else:  # the trial: also code it intra (and replenished), keep the cheapest
-                    tried = self._try(x, before, "intra")
-                    if self.copy_blocks:
-                        tried = self._copy_trial(x, before, tried, "replenish", False)
+                else:  # the trial: also code it intra (and replenished), and as a residual frame
+                    tried = min((self._trial(x, before, k) for k in
+                                 ("intra", "residual")[:1 + self.residual_frames]),
+                                key=_Candidate.key)
                     self._intra_cost, self._untried = tried.cost, 0
                     best = min(best, tried, key=_Candidate.key)
             s.set_state(best.state)
@@ -615,6 +668,7 @@ class VideoEncoder:
         self.skipped_frames += int(best.kind == "skip")
         self.copy_frames += int(best.kind == "copy")
         self.replenished_frames += int(best.kind == "replenish")
+        self.residual_frames_coded += int(best.kind == "residual")
         self.frame_bytes.append(len(best.payload))
         return s.to_user(best.rec)
 
@@ -623,11 +677,12 @@ class VideoEncoder:
         replaced) as ``kind`` from the session's current state (which it updates)."""
         s = self._s
         enc = RansEncoder()
-        flag = {"intra": 0, "skip": _SKIP, "replenish": _REPLENISH,
-                "copy": _COPY | int(refresh), "p": int(refresh)}[kind]
+        flag = {"intra": 0, "skip": _SKIP, "replenish": _REPLENISH, "copy": _COPY | int(refresh),
+                "p": int(refresh), "residual": _RESIDUAL | (0 if mask is None else _COPY)}[kind]
         rec = s.code(enc, kind == "intra", refresh, x=x if x_in is None else x_in,
-                     skip=kind == "skip", refine=self._refine, copy_blocks=kind == "copy",
-                     mask=mask, replenish=kind == "replenish")
+                     skip=kind == "skip", refine=self._refine,
+                     copy_blocks=kind == "copy" or (kind == "residual" and mask is not None),
+                     mask=mask, replenish=kind == "replenish", residual=kind == "residual")
         payload = bytes([flag]) + enc.flush()
         return _Candidate(s.rd_cost(x, rec, len(payload)), kind, rec, payload, enc.checksum,
                           s.state(), s.last)
@@ -636,14 +691,21 @@ class VideoEncoder:
         self._s.set_state(before)
         return self._candidate(x, kind, **kw)
 
+    def _trial(self, x, before: tuple, kind: str) -> "_Candidate":
+        """An intra or residual coding of ``x``, or its recoding with copy blocks if cheaper."""
+        coded = self._try(x, before, kind)
+        if not self.copy_blocks:
+            return coded
+        return self._copy_trial(x, before, coded, "replenish" if kind == "intra" else kind, False)
+
     def _copy_trial(self, x, before: tuple, coded: "_Candidate", kind: str,
                     refresh: bool) -> "_Candidate":
         """``coded`` (a P or intra coding of ``x``) against a coding with the blocks that are
-        worth copying copied (``kind`` "copy": from the prediction; "replenish": from the
-        previous frame); the cheaper of the two."""
+        worth copying copied (``kind`` "copy" and "residual": from the prediction; "replenish":
+        from the previous frame); the cheaper of the two."""
         from models.video import blend_blocks
 
-        src = coded.last["pred"] if kind == "copy" else before[0].double()
+        src = before[0].double() if kind == "replenish" else coded.last["pred"]
         mask = self._s.copy_mask(x, coded.rec, src, coded.last["bits"])
         if not mask.any():
             return coded
@@ -686,7 +748,8 @@ class VideoDecoder:
         if p.get("v") not in _VERSIONS:
             raise FormatError(f"unsupported video layout version {p.get('v')!r}")
         self._flags = {0, 1} | ({_SKIP} if p["v"] >= 2 else set()) | (
-            {_COPY, _COPY | 1, _REPLENISH} if p["v"] >= 3 else set())
+            {_COPY, _COPY | 1, _REPLENISH} if p["v"] >= 3 else set()) | (
+            {_RESIDUAL, _RESIDUAL | _COPY} if p["v"] >= 4 else set())
         w, hh = int(p.get("width", h.width)), int(p.get("height", h.height))
         if not (0 < w <= h.width and 0 < hh <= h.height):
             raise FormatError("header params: bad width/height")
@@ -701,6 +764,12 @@ class VideoDecoder:
                              f"{self._s.intra.codec.model_id!r}")
         if float(np.float32(h.quality)) != self._s.q:
             raise FormatError(f"quality {h.quality} is out of the model's range")
+        if p["v"] >= 4:
+            rq = p.get("residual_q")
+            inq = self._s.intra.m.cfg.n_quality
+            if not isinstance(rq, (int, float)) or not 0.0 <= float(rq) <= inq - 1:
+                raise FormatError(f"header params: bad residual_q {rq!r}")
+            self._s.q_res = float(np.float32(rq))
         self.fmt, self.width, self.height = fmt, w, hh
         self.fps = Fraction(h.fps_num, h.fps_den) if h.fps_num else None
         self.index = 0  #: index of the next frame
@@ -739,8 +808,8 @@ class VideoDecoder:
         try:
             dec = RansDecoder(unit.payload[1:])
             rec = s.code(dec, unit.type == UnitType.KEY, flag in (1, _COPY | 1),
-                         skip=flag == _SKIP, copy_blocks=flag & ~1 == _COPY,
-                         replenish=flag == _REPLENISH)
+                         skip=flag == _SKIP, copy_blocks=flag in (_COPY, _COPY | 1, _RESIDUAL | _COPY),
+                         replenish=flag == _REPLENISH, residual=bool(flag & _RESIDUAL))
             dec.finish()
         except FormatError as e:
             raise FormatError(f"frame {unit.index}: {e}") from None

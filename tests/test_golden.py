@@ -48,8 +48,12 @@ RANS = {"rans_1lane": 3000, "rans_4lane": 20000}  #: below / above the multi-lan
 #: adaptive intra off: its trial may code a P frame intra, and the clip is meant to cover
 #: copy-block P frames (the quality is one where the shipped weights choose copy blocks)
 VIDEO = dict(fmt="yuv420", quality=0.25, intra_period=-1, refresh_period=2, adaptive_intra=False)
+#: adaptive intra on, at a quality where the shipped weights code both P frames as residual
+#: frames, the second with copy blocks
+VIDEO_RESIDUAL = dict(VIDEO, quality=2.5, adaptive_intra=True)
 #: files of an older format version, which today's writers no longer produce: kept as they are
-FROZEN = ("image_q3_v1.ncz", "video_v2.ncz", "video_v2_ref.npz")
+FROZEN = ("image_q3_v1.ncz", "video_v2.ncz", "video_v2_ref.npz", "video_v3.ncz",
+          "video_v3_ref.npz")
 
 
 def sha(data: bytes) -> str:
@@ -160,11 +164,11 @@ def video_clip(src: np.ndarray) -> list:
     return [rgb_to_yuv420(src[:, 2 * t:2 * t + 64]) for t in range(3)]
 
 
-def encode_video(frames: list) -> bytes:
+def encode_video(frames: list, settings: dict = VIDEO) -> bytes:
     from codec.video import VideoEncoder
 
     buf = io.BytesIO()
-    with VideoEncoder(buf, 64, 64, **VIDEO) as enc:
+    with VideoEncoder(buf, 64, 64, **settings) as enc:
         for f in frames:
             enc.encode(f)
     return buf.getvalue()
@@ -264,32 +268,35 @@ def test_lossless_bytes_and_pixels():
     assert c.encode(src) == data
 
 
-def test_video_decode():
+@pytest.mark.parametrize("name,flags", [("video", [0, 4, 5]), ("video_residual", [0, 16, 20])])
+def test_video_decode(name, flags):
     from test_video_codec import same
 
-    data = golden("video.ncz")
-    assert [u.payload[0] for u in ContainerReader(io.BytesIO(data))] == [0, 4, 5]
+    data = golden(f"{name}.ncz")
+    assert [u.payload[0] for u in ContainerReader(io.BytesIO(data))] == flags
     with shipped_weights():
         out = decode_video(data)
-    ref = read_video_npz("video_ref.npz")
+    ref = read_video_npz(f"{name}_ref.npz")
     assert len(out) == len(ref) == 3
     assert all(same(a, b) for a, b in zip(out, ref))
 
 
-def test_reads_video_layout_2():
-    """A video stream of layout version 2 (before copy blocks) still decodes to the pixels
-    its decoder gave, while the weights it names are the shipped ones."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_reads_older_video_layouts(version):
+    """A video stream of layout version 2 (before copy blocks) or 3 (before residual frames)
+    still decodes to the pixels its decoder gave, while the weights it names are the
+    shipped ones."""
     from codec import image
     from codec.video import load_model
     from test_video_codec import same
 
-    data = golden("video_v2.ncz")
+    data = golden(f"video_v{version}.ncz")
     h = ContainerReader(io.BytesIO(data)).header
-    assert h.params["v"] == 2
+    assert h.params["v"] == version
     intra = sha((image.WEIGHTS_DIR / f"{image.DEFAULT_MODEL}.safetensors").read_bytes())
     if not (h.digest_matches(load_model()[2]) and h.params["intra_digest"] == intra):
-        pytest.skip("the layout-2 file names weights that are no longer shipped")
-    ref = read_video_npz("video_v2_ref.npz")
+        pytest.skip(f"the layout-{version} file names weights that are no longer shipped")
+    ref = read_video_npz(f"video_v{version}_ref.npz")
     out = decode_video(data)
     assert len(out) == len(ref) == 3
     assert all(same(a, b) for a, b in zip(out, ref))
@@ -315,6 +322,8 @@ def regenerate() -> None:
     files["lossless.ncz"] = LosslessCodec().encode(lossless_crop(src))
     files["video.ncz"] = encode_video(video_clip(src))
     files["video_ref.npz"] = video_npz(decode_video(files["video.ncz"]))
+    files["video_residual.ncz"] = encode_video(video_clip(src), VIDEO_RESIDUAL)
+    files["video_residual_ref.npz"] = video_npz(decode_video(files["video_residual.ncz"]))
     new = {name: sha(roundtrip(rans_calls(n, seed=n))) for name, n in RANS.items()}
     new["container"] = sha(container_bytes()[2])
     new.update({name: sha((GOLDEN / name).read_bytes()) for name in FROZEN})

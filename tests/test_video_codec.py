@@ -62,6 +62,7 @@ def encode(fmt="yuv420", n=5, h=36, w=50, models=None, **kw):
     kw.setdefault("adaptive_intra", False)  # the P-frame paths, whatever the costs of the tiny models
     kw.setdefault("skip_frames", False)
     kw.setdefault("copy_blocks", False)
+    kw.setdefault("residual_frames", False)
     with VideoEncoder(buf, w, h, fmt=fmt, model=vm, intra_model=im, **kw) as enc:
         for f in clip(fmt, n, h, w):
             recs.append(enc.encode(f))
@@ -233,7 +234,7 @@ def test_skip_frames_are_their_prediction_and_stay_decodable(monkeypatch):
     assert next(costs, None) is None and enc.skipped_frames == 3
     monkeypatch.undo()
     h, units = unpack(data)
-    assert h.params["v"] == 3 and [u.payload[0] for u in units] == [0, 2, 2, 0, 2]
+    assert h.params["v"] == 4 and [u.payload[0] for u in units] == [0, 2, 2, 0, 2]
     assert max(enc.frame_bytes[i] for i in (1, 2, 4)) < enc.frame_bytes[3]  # motion only
     vm, im = tiny_models()
     out = list(VideoDecoder(data, model=vm, intra_model=im))
@@ -278,7 +279,7 @@ def test_copy_blocks_and_replenished_frames_stay_decodable(monkeypatch):
     assert next(costs, None) is None
     assert (enc.intra_frames, enc.copy_frames, enc.replenished_frames) == (1, 2, 1)
     h, units = unpack(data)
-    assert h.params["v"] == 3 and [u.payload[0] for u in units] == [0, 4, 8, 0, 5]
+    assert h.params["v"] == 4 and [u.payload[0] for u in units] == [0, 4, 8, 0, 5]
     assert np.array_equal(recs[2][0][:32], recs[1][0][:32])  # copied from frame 1
     assert np.array_equal(recs[2][1][:16], recs[1][1][:16])
     assert not np.array_equal(recs[2][0][32:], recs[1][0][32:])  # coded
@@ -298,6 +299,59 @@ def test_copy_blocks_and_replenished_frames_stay_decodable(monkeypatch):
                    [(u.type, u.checksum, u.payload) for u in uu[start:]])
         with pytest.raises(FormatError, match="frame 0: a P frame without a preceding intra"):
             list(VideoDecoder(cut, model=vm, intra_model=im))
+
+
+@pytest.mark.parametrize("fmt", ["yuv420", "rgb"])
+def test_residual_frames_stay_decodable(monkeypatch, fmt):
+    """Residual frames (flag 16: motion, then the residual to the prediction by the image
+    model; 20: with copy blocks from the prediction) where an adaptive-intra trial finds them
+    cheapest; the costs are dictated in the order the encoder asks for them (P, copy; at a
+    trial intra, replenished, residual, residual with copy blocks) and the copy decision is a
+    fixed block mask (the top half). The decoder reproduces every frame, a stream cannot start
+    at a residual frame, and a layout-3 stream with a residual flag or a stream with a bad
+    ``residual_q`` is refused."""
+    import dataclasses
+
+    from bitstream import pack, unpack
+    from codec.video import VideoDecoder, _Session
+
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    mask[..., :2, :] = 1.0
+    monkeypatch.setattr(_Session, "copy_mask", lambda self, x, coded, src, bits: mask)
+    trial = [1.0, 0.9, 2.0, 2.0]  # P, copy, intra, replenished
+    costs = iter([1.0] + trial + [0.5, 0.6] + trial + [0.6, 0.4]  # f0 I, f1 residual, f2 + mask
+                 + [0.3, 0.5]  # f3: P, under 0.9 x the last trial's cost: kept untried
+                 + trial + [0.5, 0.6])  # f4 residual after a P frame
+    monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
+    data, recs, enc = encode(fmt, 5, 36, 50, quality=2.0, refresh_period=0,
+                             adaptive_intra=True, copy_blocks=True, residual_frames=True)
+    assert next(costs, None) is None and enc.residual_frames_coded == 3
+    monkeypatch.undo()
+    hh, uu = unpack(data)
+    assert hh.params["v"] == 4 and [u.payload[0] for u in uu] == [0, 16, 20, 0, 16]
+    vm, im = tiny_models()
+    q_intra = 2.0 * (im.cfg.n_quality - 1) / (vm.cfg.n_quality - 1)
+    assert hh.params["residual_q"] == pytest.approx(max(q_intra - 1.0, 0.0))  # one step down
+    dec = VideoDecoder(data, model=vm, intra_model=im)
+    out = list(dec)
+    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+    assert [i for i, _ in dec._r.key_units()] == [0]
+
+    def repack(params=None, start=0):
+        return pack(dataclasses.replace(hh, params={**hh.params, **(params or {})},
+                                        frame_count=len(uu) - start),
+                    [(u.type, u.checksum, u.payload) for u in uu[start:]])
+
+    with pytest.raises(FormatError, match="frame 0: a P frame without a preceding intra"):
+        list(VideoDecoder(repack(start=1), model=vm, intra_model=im))
+    with pytest.raises(FormatError, match="frame 1: bad unit flags"):
+        list(VideoDecoder(repack({"v": 3}), model=vm, intra_model=im))
+    no_q = {k: v for k, v in hh.params.items() if k != "residual_q"}
+    for params in ({"residual_q": -1.0}, {"residual_q": 99.0}, {"residual_q": "2"}, no_q):
+        bad = pack(dataclasses.replace(hh, params={**no_q, **params}),
+                   [(u.type, u.checksum, u.payload) for u in uu])
+        with pytest.raises(FormatError, match="bad residual_q"):
+            VideoDecoder(bad, model=vm, intra_model=im)
 
 
 def test_block_mask_model_round_trip():

@@ -124,17 +124,20 @@ class NcodecVideo(VideoAdapter):
     model's continuous range; the variant after ``@`` names other weights (a file or a name in
     ``codec/weights``). ``intra_period`` as for the classic codecs; ``refresh_period`` is the
     codec's feature refresh (its default when None); ``adaptive_intra``, ``skip_frames`` and
-    ``copy_blocks`` the encoder's own intra frames, skip frames and copy blocks (its defaults;
-    ``ncodec-video-noskip`` turns skip frames off, ``ncodec-video-nocopy`` copy blocks and
-    replenished frames, ``ncodec-video-p`` all three: the anchors' structure, intra frames
-    only where the intra period puts them, and the P-frame model on every other frame);
+    ``copy_blocks`` the encoder's own intra frames, skip frames and copy blocks, and
+    ``residual_frames`` its residual frames (its defaults; ``ncodec-video-noskip`` turns skip
+    frames off, ``ncodec-video-nocopy`` copy blocks and replenished frames,
+    ``ncodec-video-nores`` residual frames, ``ncodec-video-p`` all of them: the anchors'
+    structure, intra frames only where the intra period puts them, and the P-frame model on
+    every other frame);
     ``effort`` the encoder's P-frame latent refinement (``ncodec-video-e1``). Every
     decode is checked against the encoder's own reconstruction: a mismatch is a
     :class:`CodecError`."""
 
     def __init__(self, variant: str | None = None, intra_period: int = -1,
                  refresh_period: int | None = None, adaptive_intra: bool = True,
-                 skip_frames: bool = True, copy_blocks: bool = True, effort: int = 0):
+                 skip_frames: bool = True, copy_blocks: bool = True,
+                 residual_frames: bool = True, effort: int = 0):
         from pathlib import Path
 
         from codec import video
@@ -147,12 +150,14 @@ class NcodecVideo(VideoAdapter):
         n = int(self.model.cfg.n_quality)
         self.adaptive_intra, self.skip_frames, self.effort = adaptive_intra, skip_frames, effort
         self.copy_blocks = copy_blocks
+        self.residual_frames = residual_frames and adaptive_intra  # only adaptive-intra trials
         from codec.image import DEFAULT_MODEL, WEIGHTS_DIR  # the intra frames' model
 
         self.intra_digest = hashlib.sha256(
             (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes()).hexdigest()
         self.name = ("ncodec-video" + ("-p" if not adaptive_intra else "-noskip" if not skip_frames
-                                       else "" if copy_blocks else "-nocopy")
+                                       else "-nocopy" if not copy_blocks
+                                       else "" if residual_frames else "-nores")
                      + (f"-e{effort}" if effort else "")
                      + (f"@{Path(variant).stem}" if variant else ""))
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
@@ -164,6 +169,7 @@ class NcodecVideo(VideoAdapter):
         adaptive = (", plus adaptive intra frames" if adaptive_intra else "") + (
             ", plus skip frames" if skip_frames else "") + (
             ", plus copy blocks and replenished frames" if copy_blocks else "") + (
+            ", plus residual frames" if self.residual_frames else "") + (
             f", P-frame latent refinement (effort {effort})" if effort else "")
         self.description = (f"ncodec learned video codec, model {self.model_id}, YUV 4:2:0, "
                             f"low delay ({keyint}{adaptive}, feature refresh {refresh})")
@@ -179,7 +185,8 @@ class NcodecVideo(VideoAdapter):
         with VideoEncoder(buf, video.width, video.height, fmt="yuv420", quality=float(setting),
                           intra_period=self.intra_period, fps=video.fps, weights=self.weights,
                           adaptive_intra=self.adaptive_intra, skip_frames=self.skip_frames,
-                          copy_blocks=self.copy_blocks, effort=self.effort, **kw) as enc:
+                          copy_blocks=self.copy_blocks, residual_frames=self.residual_frames,
+                          effort=self.effort, **kw) as enc:
             recon = [enc.encode((video.y[t], video.u[t], video.v[t]))
                      for t in range(video.frames)]
         data = buf.getvalue()
@@ -208,13 +215,13 @@ class NcodecVideo(VideoAdapter):
 
     def signature(self) -> str:
         # ai2: the trial-based adaptive intra decision (ai1, every frame coded both ways, may give
-        # other streams); sk1: skip frames; cb1: copy blocks and replenished frames; bump them
-        # when a decision changes. The intra
-        # frames' (shipped) image model is part of the stream too.
+        # other streams); sk1: skip frames; cb1: copy blocks and replenished frames; rf1:
+        # residual frames; v4: the layout version (its header is longer); bump them when a
+        # decision changes. The intra frames' (shipped) image model is part of the stream too.
         return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
                 f"r{self.refresh_period}|ai{2 if self.adaptive_intra else 0}|"
                 f"sk{int(self.skip_frames)}|cb{int(self.copy_blocks)}|"
-                f"intra{self.intra_digest[:16]}")
+                f"rf{int(self.residual_frames)}|v4|intra{self.intra_digest[:16]}")
 
 
 def _factories() -> tuple[dict, dict]:
@@ -225,6 +232,7 @@ def _factories() -> tuple[dict, dict]:
     return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo,
                     "ncodec-video-noskip": functools.partial(NcodecVideo, skip_frames=False),
                     "ncodec-video-nocopy": functools.partial(NcodecVideo, copy_blocks=False),
+                    "ncodec-video-nores": functools.partial(NcodecVideo, residual_frames=False),
                     "ncodec-video-e1": functools.partial(NcodecVideo, effort=1),
                     "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False,
                                                         skip_frames=False, copy_blocks=False)}

@@ -199,9 +199,10 @@ def speed(clip: Path, frames: int = 8, repeats: int = 3, quality: float = 1.5,
                                 "decode": 1000 * statistics.median(per_frame_dec)},
             "intra_frames": enc.intra_frames, "skipped_frames": enc.skipped_frames,
             "copy_frames": enc.copy_frames, "replenished_frames": enc.replenished_frames,
+            "residual_frames": enc.residual_frames_coded,
             "note": "wall time per run over all frames (the encoder's defaults: adaptive intra "
-                    "frames, skip frames, copy blocks and replenished frames), model load "
-                    "excluded",
+                    "frames, skip frames, copy blocks, replenished and residual frames), model "
+                    "load excluded",
             "model": _model(weights), "machine": _machine()}
 
 

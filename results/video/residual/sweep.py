@@ -1,0 +1,70 @@
+"""Residual frames on / off: the full encoder (its defaults otherwise), one torch thread, every
+decode checked against the encoder's reconstruction; one JSON line per clip, mode and quality.
+
+    python results/video/residual/sweep.py CLIP FRAMES QUALITIES MODES OUT.jsonl
+    (QUALITIES e.g. 0,0.75,1.5,2.25,3; MODES res,nores)
+    python results/video/residual/sweep.py --bd OUT.jsonl [...]   # BD-rate res vs nores
+"""
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+
+def run(clip, n, qs, modes, out):
+    from codec.metrics import bpp, psnr_yuv
+    from codec.video import VideoDecoder, VideoEncoder
+    from tools.eval_media import datasets_root, read_clip
+
+    v = read_clip(datasets_root() / "video" / clip, n)
+    frames = [(v.y[t], v.u[t], v.v[t]) for t in range(v.frames)]
+    torch.set_num_threads(1)
+    for q in qs:
+        for mode in modes:
+            buf, t0 = io.BytesIO(), time.time()
+            with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps,
+                              residual_frames=mode == "res") as enc:
+                recs = [enc.encode(f) for f in frames]
+            enc_s, data = time.time() - t0, buf.getvalue()
+            t0 = time.time()
+            out_frames = list(VideoDecoder(data))
+            dec_s = time.time() - t0
+            exact = len(out_frames) == len(recs) and all(
+                all(np.array_equal(a, b) for a, b in zip(f, r)) for f, r in zip(out_frames, recs))
+            rec = {"clip": Path(clip).name, "frames": v.frames, "quality": q, "mode": mode,
+                   "bpp": bpp(len(data), v.width * v.height * v.frames),
+                   "psnr_yuv": float(np.mean([psnr_yuv(a, b)["yuv"] for a, b in zip(frames, recs)])),
+                   "encode_s": round(enc_s, 1), "decode_s": round(dec_s, 1), "decode_exact": exact,
+                   "intra": enc.intra_frames, "skip": enc.skipped_frames, "copy": enc.copy_frames,
+                   "replenished": enc.replenished_frames, "residual": enc.residual_frames_coded}
+            with open(out, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec), flush=True)
+
+
+def bd(files):
+    from tools.bdrate import bd_rate
+
+    rows = [json.loads(line) for f in files for line in open(f)]
+    for clip in sorted({r["clip"] for r in rows}):
+        c = {m: sorted((r["bpp"], r["psnr_yuv"]) for r in rows if r["clip"] == clip and r["mode"] == m)
+             for m in ("nores", "res")}
+        b = bd_rate(*zip(*c["nores"]), *zip(*c["res"]))
+        enc = {m: sum(r["encode_s"] for r in rows if r["clip"] == clip and r["mode"] == m)
+               for m in ("nores", "res")}
+        print(json.dumps({"clip": clip, "bd_rate_psnr_yuv_res_vs_nores": round(b, 2),
+                          "encode_s": enc}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--bd":
+        bd(sys.argv[2:])
+    else:
+        run(sys.argv[1], int(sys.argv[2]), [float(q) for q in sys.argv[3].split(",")],
+            sys.argv[4].split(","), sys.argv[5])
