@@ -75,8 +75,8 @@ _REPLENISH = 8  # intra-coded blocks over a copy of the previous frame
 _RESIDUAL = 16  # motion + the image-model-coded residual to the motion-compensated prediction
 _VERSIONS = (1, 2, 3, FORMAT_VERSION)  # layout versions read
 # Residual frames code their residual with the image model one quality step (of its 0..7)
-# below the intra frames': on carphone's first P frames that cost less by the rate-distortion
-# cost of both models than the intra frames' own quality (results/video/residual/).
+# below the intra frames': on carphone's first P frame that has the lower rate-distortion
+# cost (results/video/residual/).
 _RESIDUAL_Q_DROP = 1.0
 # Copy-block decisions: a block is copied where lambda * (its distortion increase) <= K * the
 # bits its latent cost when coded (K > 1: a coded latent position also shapes its neighbours,
@@ -570,8 +570,8 @@ class VideoEncoder:
     motion-compensated prediction and their latent is not coded; kept where cheaper. With
     ``adaptive_intra`` too, each intra trial is also recoded as a replenished frame: intra-coded
     blocks over a copy of the previous decoded frame (not seekable; the intra frames stay the
-    seek points). With ``adaptive_intra``, ``residual_frames`` (default on) also codes each
-    trial frame as a residual frame: its motion as in a skip frame, then the residual to the
+    seek points). With ``adaptive_intra``, ``residual_frames`` (default off: mixed results,
+    results/video/residual/) also codes each trial frame as a residual frame: its motion as in a skip frame, then the residual to the
     motion-compensated prediction by the image model (recoded with copy blocks from the
     prediction too); the trial's cost is the cheapest of these codings. ``effort`` 1 or 2
     refines each P frame's latent by stochastic Gumbel annealing (30 / 100 Adam steps through
@@ -587,7 +587,7 @@ class VideoEncoder:
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
                  intra_weights=None, intra_model=None, full_range: bool = False,
                  adaptive_intra: bool = True, skip_frames: bool = True, copy_blocks: bool = True,
-                 residual_frames: bool = True, effort: int = 0):
+                 residual_frames: bool = False, effort: int = 0):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):

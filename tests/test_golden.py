@@ -50,7 +50,7 @@ RANS = {"rans_1lane": 3000, "rans_4lane": 20000}  #: below / above the multi-lan
 VIDEO = dict(fmt="yuv420", quality=0.25, intra_period=-1, refresh_period=2, adaptive_intra=False)
 #: adaptive intra on, at a quality where the shipped weights code both P frames as residual
 #: frames, the second with copy blocks
-VIDEO_RESIDUAL = dict(VIDEO, quality=2.5, adaptive_intra=True)
+VIDEO_RESIDUAL = dict(VIDEO, quality=2.5, adaptive_intra=True, residual_frames=True)
 #: files of an older format version, which today's writers no longer produce: kept as they are
 FROZEN = ("image_q3_v1.ncz", "video_v2.ncz", "video_v2_ref.npz", "video_v3.ncz",
           "video_v3_ref.npz")

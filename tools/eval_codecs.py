@@ -127,8 +127,8 @@ class NcodecVideo(VideoAdapter):
     ``copy_blocks`` the encoder's own intra frames, skip frames and copy blocks, and
     ``residual_frames`` its residual frames (its defaults; ``ncodec-video-noskip`` turns skip
     frames off, ``ncodec-video-nocopy`` copy blocks and replenished frames,
-    ``ncodec-video-nores`` residual frames, ``ncodec-video-p`` all of them: the anchors'
-    structure, intra frames only where the intra period puts them, and the P-frame model on
+    ``ncodec-video-res`` turns residual frames on, ``ncodec-video-p`` all of them off: the
+    anchors' structure, intra frames only where the intra period puts them, and the P-frame model on
     every other frame);
     ``effort`` the encoder's P-frame latent refinement (``ncodec-video-e1``). Every
     decode is checked against the encoder's own reconstruction: a mismatch is a
@@ -137,7 +137,7 @@ class NcodecVideo(VideoAdapter):
     def __init__(self, variant: str | None = None, intra_period: int = -1,
                  refresh_period: int | None = None, adaptive_intra: bool = True,
                  skip_frames: bool = True, copy_blocks: bool = True,
-                 residual_frames: bool = True, effort: int = 0):
+                 residual_frames: bool = False, effort: int = 0):
         from pathlib import Path
 
         from codec import video
@@ -157,7 +157,7 @@ class NcodecVideo(VideoAdapter):
             (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes()).hexdigest()
         self.name = ("ncodec-video" + ("-p" if not adaptive_intra else "-noskip" if not skip_frames
                                        else "-nocopy" if not copy_blocks
-                                       else "" if residual_frames else "-nores")
+                                       else "-res" if residual_frames else "")
                      + (f"-e{effort}" if effort else "")
                      + (f"@{Path(variant).stem}" if variant else ""))
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
@@ -232,7 +232,7 @@ def _factories() -> tuple[dict, dict]:
     return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo,
                     "ncodec-video-noskip": functools.partial(NcodecVideo, skip_frames=False),
                     "ncodec-video-nocopy": functools.partial(NcodecVideo, copy_blocks=False),
-                    "ncodec-video-nores": functools.partial(NcodecVideo, residual_frames=False),
+                    "ncodec-video-res": functools.partial(NcodecVideo, residual_frames=True),
                     "ncodec-video-e1": functools.partial(NcodecVideo, effort=1),
                     "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False,
                                                         skip_frames=False, copy_blocks=False)}
