@@ -74,10 +74,10 @@ _COPY = 4  # P frame with copy blocks (may carry the refresh bit); in a residual
 _REPLENISH = 8  # intra-coded blocks over a copy of the previous frame
 _RESIDUAL = 16  # motion + the image-model-coded residual to the motion-compensated prediction
 _VERSIONS = (1, 2, 3, FORMAT_VERSION)  # layout versions read
-# Residual frames code their residual with the image model one quality step (of its 0..7)
-# below the intra frames': on carphone's first P frame that has the lower rate-distortion
-# cost (results/video/residual/).
-_RESIDUAL_Q_DROP = 1.0
+# A residual frame replaces an intra frame where its cost with the distortion weighted
+# 1 + _REF_WEIGHT is lower: both are references that restart the P-frame chain, and the frame
+# cost alone (weight 0) chose too many cheap, poor references (results/video/residual/).
+_REF_WEIGHT = 1.0
 # Copy-block decisions: a block is copied where lambda * (its distortion increase) <= K * the
 # bits its latent cost when coded (K > 1: a coded latent position also shapes its neighbours,
 # so a copy saves more than its own symbols; K = 2 beat 1, 3 and 4: results/video/copy_k_sweep).
@@ -313,7 +313,7 @@ class _Session:
         inq = self.intra.m.cfg.n_quality
         self.q_intra = float(np.float32(self.q * (inq - 1) / (nq - 1)))
         #: the image model's quality for residual frames (the decoder takes the stream's)
-        self.q_res = float(np.float32(max(self.q_intra - _RESIDUAL_Q_DROP, 0.0)))
+        self.q_res = self.q_intra
         self.reset()
 
     def reset(self) -> None:
@@ -570,10 +570,12 @@ class VideoEncoder:
     motion-compensated prediction and their latent is not coded; kept where cheaper. With
     ``adaptive_intra`` too, each intra trial is also recoded as a replenished frame: intra-coded
     blocks over a copy of the previous decoded frame (not seekable; the intra frames stay the
-    seek points). With ``adaptive_intra``, ``residual_frames`` (default off: mixed results,
-    results/video/residual/) also codes each trial frame as a residual frame: its motion as in a skip frame, then the residual to the
-    motion-compensated prediction by the image model (recoded with copy blocks from the
-    prediction too); the trial's cost is the cheapest of these codings. ``effort`` 1 or 2
+    seek points). With ``adaptive_intra``, ``residual_frames`` (default on) also codes a trial
+    frame that the intra coding would win as a residual frame: its motion as in a skip frame,
+    then the residual to the motion-compensated prediction by the image model at the intra
+    frames' quality (recoded with copy blocks from the prediction too); it replaces the intra
+    coding where its cost with the distortion weighted twice is lower (both restart the P-frame
+    chain as its reference). ``effort`` 1 or 2
     refines each P frame's latent by stochastic Gumbel annealing (30 / 100 Adam steps through
     the contextual decoder, :class:`models.sga.PFrameRefiner`): a slower encoder, the same
     decoder. ``threads`` sets torch's threads.
@@ -587,7 +589,7 @@ class VideoEncoder:
                  fps=Fraction(30), threads: int | None = None, weights=None, model=None,
                  intra_weights=None, intra_model=None, full_range: bool = False,
                  adaptive_intra: bool = True, skip_frames: bool = True, copy_blocks: bool = True,
-                 residual_frames: bool = False, effort: int = 0):
+                 residual_frames: bool = True, effort: int = 0):
         if threads:
             torch.set_num_threads(int(threads))
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
@@ -652,11 +654,15 @@ class VideoEncoder:
             if self.adaptive_intra:
                 if self._untried < _MAX_UNTRIED and best.cost < _KEEP_P_BELOW * self._intra_cost:
                     self._untried += 1
-                else:  # the trial: also code it intra (and replenished), and as a residual frame
-                    tried = min((self._trial(x, before, k) for k in
-                                 ("intra", "residual")[:1 + self.residual_frames]),
-                                key=_Candidate.key)
+                else:  # the trial: also code it intra (and replenished), keep the cheapest
+                    tried = self._trial(x, before, "intra")
                     self._intra_cost, self._untried = tried.cost, 0
+                    if self.residual_frames and tried.cost < best.cost:
+                        # a residual frame only where the frame would be intra otherwise, and
+                        # its distortion weighs more: it is a reference like the intra frame
+                        res = self._trial(x, before, "residual")
+                        if self._ref_cost(res) < self._ref_cost(tried):
+                            tried = res
                     best = min(best, tried, key=_Candidate.key)
             s.set_state(best.state)
         elif self.adaptive_intra:  # a forced intra frame's cost
@@ -686,6 +692,11 @@ class VideoEncoder:
         payload = bytes([flag]) + enc.flush()
         return _Candidate(s.rd_cost(x, rec, len(payload)), kind, rec, payload, enc.checksum,
                           s.state(), s.last)
+
+    def _ref_cost(self, c: "_Candidate") -> float:
+        """The cost with its distortion term weighted ``1 + _REF_WEIGHT``."""
+        rate = 8.0 * len(c.payload) / (self._s.w * self._s.h)
+        return c.cost + _REF_WEIGHT * (c.cost - rate)
 
     def _try(self, x, before: tuple, kind: str, **kw) -> "_Candidate":
         self._s.set_state(before)

@@ -305,36 +305,43 @@ def test_copy_blocks_and_replenished_frames_stay_decodable(monkeypatch):
 def test_residual_frames_stay_decodable(monkeypatch, fmt):
     """Residual frames (flag 16: motion, then the residual to the prediction by the image
     model; 20: with copy blocks from the prediction) where an adaptive-intra trial finds them
-    cheapest; the costs are dictated in the order the encoder asks for them (P, copy; at a
-    trial intra, replenished, residual, residual with copy blocks) and the copy decision is a
-    fixed block mask (the top half). The decoder reproduces every frame, a stream cannot start
-    at a residual frame, and a layout-3 stream with a residual flag or a stream with a bad
-    ``residual_q`` is refused."""
+    cheapest; they are tried only where the frame would be intra otherwise. The costs are
+    dictated in the order the encoder asks for them (P, copy; at a trial intra, replenished,
+    then residual, residual with copy blocks) and the copy decision is a fixed block mask (the
+    top half). The decoder reproduces every frame, a stream cannot start at a residual frame,
+    and a layout-3 stream with a residual flag or a stream with a bad ``residual_q`` is
+    refused."""
     import dataclasses
 
     from bitstream import pack, unpack
-    from codec.video import VideoDecoder, _Session
+    from codec.video import _REF_WEIGHT, VideoDecoder, VideoEncoder, _Candidate, _Session
 
     mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
     mask[..., :2, :] = 1.0
     monkeypatch.setattr(_Session, "copy_mask", lambda self, x, coded, src, bits: mask)
-    trial = [1.0, 0.9, 2.0, 2.0]  # P, copy, intra, replenished
+    # the reference cost weighs the distortion term (cost minus the rate) 1 + _REF_WEIGHT
+    enc = VideoEncoder(io.BytesIO(), 50, 36, model=tiny_models()[0], intra_model=tiny_models()[1])
+    c = _Candidate(0.9, "residual", None, bytes(45), 0, (), {})  # 45 bytes: 0.2 bpp
+    assert enc._ref_cost(c) == pytest.approx(0.9 + _REF_WEIGHT * 0.7)
+    trial = [1.0, 0.9, 0.8, 0.85]  # P, copy, intra, replenished: intra would win
     costs = iter([1.0] + trial + [0.5, 0.6] + trial + [0.6, 0.4]  # f0 I, f1 residual, f2 + mask
-                 + [0.3, 0.5]  # f3: P, under 0.9 x the last trial's cost: kept untried
-                 + trial + [0.5, 0.6])  # f4 residual after a P frame
+                 + [0.3, 0.5]  # f3: P, under 0.9 x the last intra trial's cost: kept untried
+                 + trial + [0.5, 0.6]  # f4 residual after a P frame
+                 + [1.0, 0.9, 2.0, 2.0])  # f5: intra would lose: no residual trial, copy
     monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
-    data, recs, enc = encode(fmt, 5, 36, 50, quality=2.0, refresh_period=0,
+    monkeypatch.setattr(VideoEncoder, "_ref_cost", lambda self, c: c.cost)  # tested below
+    data, recs, enc = encode(fmt, 6, 36, 50, quality=2.0, refresh_period=0,
                              adaptive_intra=True, copy_blocks=True, residual_frames=True)
     assert next(costs, None) is None and enc.residual_frames_coded == 3
     monkeypatch.undo()
     hh, uu = unpack(data)
-    assert hh.params["v"] == 4 and [u.payload[0] for u in uu] == [0, 16, 20, 0, 16]
+    assert hh.params["v"] == 4 and [u.payload[0] for u in uu] == [0, 16, 20, 0, 16, 4]
     vm, im = tiny_models()
     q_intra = 2.0 * (im.cfg.n_quality - 1) / (vm.cfg.n_quality - 1)
-    assert hh.params["residual_q"] == pytest.approx(max(q_intra - 1.0, 0.0))  # one step down
+    assert hh.params["residual_q"] == pytest.approx(q_intra)
     dec = VideoDecoder(data, model=vm, intra_model=im)
     out = list(dec)
-    assert len(out) == 5 and all(same(a, b) for a, b in zip(out, recs))
+    assert len(out) == 6 and all(same(a, b) for a, b in zip(out, recs))
     assert [i for i, _ in dec._r.key_units()] == [0]
 
     def repack(params=None, start=0):

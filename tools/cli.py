@@ -32,7 +32,7 @@ SUBCOMMANDS: tuple[str, ...] = (
 
 #: options of encode/decode that the per-file work needs (sent to worker processes)
 _JOB_OPTIONS = ("quality", "bpp", "psnr", "lossless", "effort", "force", "intra_period",
-                "no_adaptive_intra", "no_skip", "no_copy", "residual", "refresh", "rgb", "size", "pix_fmt",
+                "no_adaptive_intra", "no_skip", "no_copy", "no_residual", "refresh", "rgb", "size", "pix_fmt",
                 "fps", "frames", "device", "quiet")
 
 
@@ -133,7 +133,7 @@ def encode_file(inp: str, out: str, o: dict, progress: bool = True) -> None:
     for k in ("intra_period", "refresh", "frames", "fps"):
         if o.get(k) is not None:
             raise CodecError(f"--{k.replace('_', '-')} applies to videos; {inp} is an image")
-    for k in ("rgb", "no_adaptive_intra", "no_skip", "no_copy", "residual"):
+    for k in ("rgb", "no_adaptive_intra", "no_skip", "no_copy", "no_residual"):
         if o.get(k):
             raise CodecError(f"--{k.replace('_', '-')} applies to videos; {inp} is an image")
     from codec.io import read_bytes, read_image, write_atomic
@@ -176,7 +176,7 @@ def _encode_video(inp: str, out: str, o: dict, progress: bool) -> None:
               "fps": src.fps, "full_range": bool(src.full_range),
               "adaptive_intra": not o.get("no_adaptive_intra"),
               "skip_frames": not o.get("no_skip"), "copy_blocks": not o.get("no_copy"),
-              "residual_frames": bool(o.get("residual")),
+              "residual_frames": not o.get("no_residual"),
               "effort": o.get("effort") or 0}
         if o.get("quality") is not None:
             kw["quality"] = o["quality"]
@@ -513,11 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no copy blocks (default: 16x16 blocks that cost less copied from the "
                         "motion-compensated prediction or, in a replenished frame, from the "
                         "previous frame are not coded)")
-    v.add_argument("--residual", action="store_true",
-                   help="residual frames: where an adaptive-intra trial finds it cheaper, a "
-                        "frame is coded as motion plus its residual to the motion-compensated "
-                        "prediction, the residual by the image model (a slower encoder; helps "
-                        "some clips, not others: see the README)")
+    v.add_argument("--no-residual", action="store_true",
+                   help="no residual frames (default: a frame that would be coded intra is "
+                        "coded as its motion plus the residual to the motion-compensated "
+                        "prediction, the residual by the image model, where that costs less)")
     v.add_argument("--refresh", type=int, default=None, metavar="N",
                    help="refresh the temporal context every N frames (default: the codec's, "
                         "32; 0 = never)")

@@ -127,8 +127,8 @@ class NcodecVideo(VideoAdapter):
     ``copy_blocks`` the encoder's own intra frames, skip frames and copy blocks, and
     ``residual_frames`` its residual frames (its defaults; ``ncodec-video-noskip`` turns skip
     frames off, ``ncodec-video-nocopy`` copy blocks and replenished frames,
-    ``ncodec-video-res`` turns residual frames on, ``ncodec-video-p`` all of them off: the
-    anchors' structure, intra frames only where the intra period puts them, and the P-frame model on
+    ``ncodec-video-nores`` residual frames, ``ncodec-video-p`` all of them: the anchors'
+    structure, intra frames only where the intra period puts them, and the P-frame model on
     every other frame);
     ``effort`` the encoder's P-frame latent refinement (``ncodec-video-e1``). Every
     decode is checked against the encoder's own reconstruction: a mismatch is a
@@ -137,7 +137,7 @@ class NcodecVideo(VideoAdapter):
     def __init__(self, variant: str | None = None, intra_period: int = -1,
                  refresh_period: int | None = None, adaptive_intra: bool = True,
                  skip_frames: bool = True, copy_blocks: bool = True,
-                 residual_frames: bool = False, effort: int = 0):
+                 residual_frames: bool = True, effort: int = 0):
         from pathlib import Path
 
         from codec import video
@@ -157,7 +157,7 @@ class NcodecVideo(VideoAdapter):
             (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").read_bytes()).hexdigest()
         self.name = ("ncodec-video" + ("-p" if not adaptive_intra else "-noskip" if not skip_frames
                                        else "-nocopy" if not copy_blocks
-                                       else "-res" if residual_frames else "")
+                                       else "" if residual_frames else "-nores")
                      + (f"-e{effort}" if effort else "")
                      + (f"@{Path(variant).stem}" if variant else ""))
         self.settings = tuple(round(i * (n - 1) / 4, 4) for i in range(5))
@@ -215,13 +215,13 @@ class NcodecVideo(VideoAdapter):
 
     def signature(self) -> str:
         # ai2: the trial-based adaptive intra decision (ai1, every frame coded both ways, may give
-        # other streams); sk1: skip frames; cb1: copy blocks and replenished frames; rf1:
+        # other streams); sk1: skip frames; cb1: copy blocks and replenished frames; rf2:
         # residual frames; v4: the layout version (its header is longer); bump them when a
         # decision changes. The intra frames' (shipped) image model is part of the stream too.
         return (f"{super().signature()}|{bytes(self.digest).hex()}|ip{self.intra_period}|"
                 f"r{self.refresh_period}|ai{2 if self.adaptive_intra else 0}|"
                 f"sk{int(self.skip_frames)}|cb{int(self.copy_blocks)}|"
-                f"rf{int(self.residual_frames)}|v4|intra{self.intra_digest[:16]}")
+                f"rf{2 if self.residual_frames else 0}|v4|intra{self.intra_digest[:16]}")
 
 
 def _factories() -> tuple[dict, dict]:
@@ -232,7 +232,7 @@ def _factories() -> tuple[dict, dict]:
     return images, {**classic.VIDEO_CODECS, "ncodec-video": NcodecVideo,
                     "ncodec-video-noskip": functools.partial(NcodecVideo, skip_frames=False),
                     "ncodec-video-nocopy": functools.partial(NcodecVideo, copy_blocks=False),
-                    "ncodec-video-res": functools.partial(NcodecVideo, residual_frames=True),
+                    "ncodec-video-nores": functools.partial(NcodecVideo, residual_frames=False),
                     "ncodec-video-e1": functools.partial(NcodecVideo, effort=1),
                     "ncodec-video-p": functools.partial(NcodecVideo, adaptive_intra=False,
                                                         skip_frames=False, copy_blocks=False)}
