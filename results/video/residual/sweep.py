@@ -3,7 +3,8 @@ decode checked against the encoder's reconstruction; one JSON line per clip, mod
 
     python results/video/residual/sweep.py CLIP FRAMES QUALITIES MODES OUT.jsonl
     (QUALITIES e.g. 0,0.75,1.5,2.25,3; MODES res,nores)
-    python results/video/residual/sweep.py --bd OUT.jsonl [...]   # BD-rate res vs nores
+    python results/video/residual/sweep.py --bd OUT.jsonl [...]   # BD-rate res vs nores, and
+        # both vs x264 / x265 (results/video/copy_f96, the same 96 frames), into bd.json
 """
 import io
 import json
@@ -51,15 +52,24 @@ def run(clip, n, qs, modes, out):
 def bd(files):
     from tools.bdrate import bd_rate
 
+    here = Path(__file__).resolve().parent
+    anchors = {a: json.loads((here.parent / "copy_f96" / f"{a}.json").read_text())["clips"]
+               for a in ("x264", "x265")}
     rows = [json.loads(line) for f in files for line in open(f)]
+    out = []
     for clip in sorted({r["clip"] for r in rows}):
         c = {m: sorted((r["bpp"], r["psnr_yuv"]) for r in rows if r["clip"] == clip and r["mode"] == m)
              for m in ("nores", "res")}
-        b = bd_rate(*zip(*c["nores"]), *zip(*c["res"]))
-        enc = {m: sum(r["encode_s"] for r in rows if r["clip"] == clip and r["mode"] == m)
-               for m in ("nores", "res")}
-        print(json.dumps({"clip": clip, "bd_rate_psnr_yuv_res_vs_nores": round(b, 2),
-                          "encode_s": enc}))
+        rec = {"clip": clip, "bd_rate_psnr_yuv_res_vs_nores": round(bd_rate(*zip(*c["nores"]), *zip(*c["res"])), 2),
+               "encode_s": {m: sum(r["encode_s"] for r in rows if r["clip"] == clip and r["mode"] == m)
+                            for m in ("nores", "res")}}
+        for a, clips in anchors.items():
+            if clip in clips:
+                rec[f"vs_{a}"] = {m: round(bd_rate(clips[clip]["bpp"], clips[clip]["psnr_yuv"],
+                                                   *zip(*c[m])), 1) for m in ("nores", "res")}
+        out.append(rec)
+        print(json.dumps(rec))
+    (here / "bd.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
