@@ -62,6 +62,7 @@ from bitstream import FormatError, Header, RansDecoder, RansEncoder, StreamKind,
 from bitstream.container import ColorFormat, ContainerReader, ContainerWriter
 
 from .errors import CodecError
+from .metrics import bpp
 
 __all__ = ["VideoEncoder", "VideoDecoder", "export_weights", "load_model", "WEIGHTS_DIR",
            "DEFAULT_MODEL", "rgb_to_yuv420", "yuv420_to_rgb"]
@@ -342,7 +343,7 @@ class _Session:
         (the trade-off the video model was trained for)."""
         ch, cw = (self.h + 1) // 2, (self.w + 1) // 2
         mse = torch.mean((rec[..., :ch, :cw].double() - x[..., :ch, :cw].double()) ** 2).item()
-        return self._lambda() * mse + 8.0 * nbytes / (self.w * self.h)
+        return self._lambda() * mse + bpp(nbytes, self.w * self.h)
 
     def copy_mask(self, x: torch.Tensor, coded: torch.Tensor, copied: torch.Tensor,
                   bits: torch.Tensor) -> torch.Tensor:
@@ -695,7 +696,7 @@ class VideoEncoder:
 
     def _ref_cost(self, c: "_Candidate") -> float:
         """The cost with its distortion term weighted ``1 + _REF_WEIGHT``."""
-        rate = 8.0 * len(c.payload) / (self._s.w * self._s.h)
+        rate = bpp(len(c.payload), self._s.w * self._s.h)
         return c.cost + _REF_WEIGHT * (c.cost - rate)
 
     def _try(self, x, before: tuple, kind: str, **kw) -> "_Candidate":
