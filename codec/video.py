@@ -470,35 +470,37 @@ class _Session:
                     self.last = {"intra": frame, "bits": bits}
                 self.ref_feat = self.prev_mv = None
                 self.since_intra = 0
-            elif residual:
-                frame = self._residual(coder, x, cm)
             else:
                 if cm is None:
                     self.masks.prev = None
-                dt = m._dt()
-                cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, dt)
+                cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, m._dt())
                 q = torch.tensor([self.q])
-                out = m.p_frame(cod, self.fmt, q, self._ref(), self.ref_feat, self.prev_mv,
-                                refresh, x=x, skip=skip, refine=refine, copy=cm)
-                frame = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
-                if x is not None:
-                    self.last = {"pred": torch.round(torch.clamp(out["pred"], 0, 1) * 255.0) / 255.0,
-                                 "bits": out.get("y_bits")}
-                self.ref_feat, self.prev_mv = out["feat"], out["mv"]
+                frame = (self._residual(coder, cod, q, x, cm) if residual
+                         else self._p(cod, q, x, cm, refresh, skip, refine))
                 self.since_intra += 1
         self.ref_frame = frame.to(m._dt())
         return frame
 
-    def _residual(self, coder, x: torch.Tensor | None, cm: torch.Tensor | None) -> torch.Tensor:
-        """A residual frame (see :meth:`code`): its packed 8-bit reconstruction."""
-        from models.video import DecodeCoder, EncodeCoder, blend_blocks
+    def _p(self, cod, q: torch.Tensor, x: torch.Tensor | None, cm: torch.Tensor | None,
+           refresh: bool, skip: bool, refine) -> torch.Tensor:
+        """A P frame, skip frame or P frame with copy blocks (see :meth:`code`; ``cod`` the
+        video model's coder): its packed 8-bit reconstruction."""
+        out = self.model.p_frame(cod, self.fmt, q, self._ref(), self.ref_feat, self.prev_mv,
+                                 refresh, x=x, skip=skip, refine=refine, copy=cm)
+        if x is not None:
+            self.last = {"pred": torch.round(torch.clamp(out["pred"], 0, 1) * 255.0) / 255.0,
+                         "bits": out.get("y_bits")}
+        self.ref_feat, self.prev_mv = out["feat"], out["mv"]
+        return torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
 
-        m = self.model
-        if cm is None:
-            self.masks.prev = None
-        cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, m._dt())
-        out = m.p_frame(cod, self.fmt, torch.tensor([self.q]), self._ref(), self.ref_feat,
-                        self.prev_mv, False, x=x, skip=True)
+    def _residual(self, coder, cod, q: torch.Tensor, x: torch.Tensor | None,
+                  cm: torch.Tensor | None) -> torch.Tensor:
+        """A residual frame (see :meth:`code`; ``cod`` the video model's coder over ``coder``):
+        its packed 8-bit reconstruction."""
+        from models.video import blend_blocks
+
+        out = self.model.p_frame(cod, self.fmt, q, self._ref(), self.ref_feat, self.prev_mv,
+                                 False, x=x, skip=True)
         pred = torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
         base = self._rgb255(pred)
         if x is not None:  # the residual, offset to mid-grey (larger ones are clipped)
@@ -511,7 +513,6 @@ class _Session:
         if cm is not None:
             frame = blend_blocks(cm, pred, frame)
         self.ref_feat, self.prev_mv = None, out["mv"]
-        self.since_intra += 1
         return frame
 
     def _ref(self) -> torch.Tensor:

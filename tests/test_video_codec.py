@@ -320,16 +320,17 @@ def test_residual_frames_stay_decodable(monkeypatch, fmt):
     mask[..., :2, :] = 1.0
     monkeypatch.setattr(_Session, "copy_mask", lambda self, x, coded, src, bits: mask)
     # the reference cost weighs the distortion term (cost minus the rate) 1 + _REF_WEIGHT
-    enc = VideoEncoder(io.BytesIO(), 50, 36, model=tiny_models()[0], intra_model=tiny_models()[1])
     c = _Candidate(0.9, "residual", None, bytes(45), 0, (), {})  # 45 bytes: 0.2 bpp
-    assert enc._ref_cost(c) == pytest.approx(0.9 + _REF_WEIGHT * 0.7)
+    with VideoEncoder(io.BytesIO(), 50, 36, model=tiny_models()[0],
+                      intra_model=tiny_models()[1]) as e:
+        assert e._ref_cost(c) == pytest.approx(0.9 + _REF_WEIGHT * 0.7)
     trial = [1.0, 0.9, 0.8, 0.85]  # P, copy, intra, replenished: intra would win
     costs = iter([1.0] + trial + [0.5, 0.6] + trial + [0.6, 0.4]  # f0 I, f1 residual, f2 + mask
                  + [0.3, 0.5]  # f3: P, under 0.9 x the last intra trial's cost: kept untried
                  + trial + [0.5, 0.6]  # f4 residual after a P frame
                  + [1.0, 0.9, 2.0, 2.0])  # f5: intra would lose: no residual trial, copy
     monkeypatch.setattr(_Session, "rd_cost", lambda self, x, rec, n: next(costs))
-    monkeypatch.setattr(VideoEncoder, "_ref_cost", lambda self, c: c.cost)  # tested below
+    monkeypatch.setattr(VideoEncoder, "_ref_cost", lambda self, c: c.cost)  # tested above
     data, recs, enc = encode(fmt, 6, 36, 50, quality=2.0, refresh_period=0,
                              adaptive_intra=True, copy_blocks=True, residual_frames=True)
     assert next(costs, None) is None and enc.residual_frames_coded == 3
