@@ -1,8 +1,8 @@
 """Residual frames on / off: the full encoder (its defaults otherwise), one torch thread, every
 decode checked against the encoder's reconstruction; one JSON line per clip, mode and quality.
 
-    python results/video/residual/sweep.py CLIP FRAMES QUALITIES MODES OUT.jsonl
-    (QUALITIES e.g. 0,0.75,1.5,2.25,3; MODES res,nores)
+    python results/video/residual/sweep.py CLIP FRAMES QUALITIES MODES OUT.jsonl [WEIGHTS]
+    (QUALITIES e.g. 0,0.75,1.5,2.25,3; MODES res,nores; WEIGHTS another video weights file)
     python results/video/residual/sweep.py --bd OUT.jsonl [...]   # BD-rate res vs nores, and
         # both vs x264 / x265 (results/video/copy_f96, the same 96 frames), into bd.json
 """
@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 
-def run(clip, n, qs, modes, out):
+def run(clip, n, qs, modes, out, weights=None):
     from codec.metrics import bpp, psnr_yuv
     from codec.video import VideoDecoder, VideoEncoder
     from tools.eval_media import datasets_root, read_clip
@@ -29,16 +29,17 @@ def run(clip, n, qs, modes, out):
     for q in qs:
         for mode in modes:
             buf, t0 = io.BytesIO(), time.time()
-            with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps,
+            with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps, weights=weights,
                               residual_frames=mode == "res") as enc:
                 recs = [enc.encode(f) for f in frames]
             enc_s, data = time.time() - t0, buf.getvalue()
             t0 = time.time()
-            out_frames = list(VideoDecoder(data))
+            out_frames = list(VideoDecoder(data, weights=weights))
             dec_s = time.time() - t0
             exact = len(out_frames) == len(recs) and all(
                 all(np.array_equal(a, b) for a, b in zip(f, r)) for f, r in zip(out_frames, recs))
             rec = {"clip": Path(clip).name, "frames": v.frames, "quality": q, "mode": mode,
+                   **({"weights": Path(weights).name} if weights else {}),
                    "bpp": bpp(len(data), v.width * v.height * v.frames),
                    "psnr_yuv": float(np.mean([psnr_yuv(a, b)["yuv"] for a, b in zip(frames, recs)])),
                    "encode_s": round(enc_s, 1), "decode_s": round(dec_s, 1), "decode_exact": exact,
@@ -77,4 +78,4 @@ if __name__ == "__main__":
         bd(sys.argv[2:])
     else:
         run(sys.argv[1], int(sys.argv[2]), [float(q) for q in sys.argv[3].split(",")],
-            sys.argv[4].split(","), sys.argv[5])
+            sys.argv[4].split(","), sys.argv[5], *sys.argv[6:7])
