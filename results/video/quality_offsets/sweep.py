@@ -26,14 +26,13 @@ for q in qs:
         enc = VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps)
         s = enc._s
         nq, inq = s.model.cfg.n_quality, s.intra.m.cfg.n_quality
-        recs, kinds = [], []
+        recs = []
+        to_image_q = lambda vq: vq * (inq - 1) / (nq - 1)  # noqa: E731 (the session's mapping)
         for t, f in enumerate(frames):
             qt = float(np.float32(min(max(q + offs[t % len(offs)], 0.0), nq - 1.0)))
             s.q = qt
-            if mode.endswith("i"):
-                s.q_intra = s.q_res = float(np.float32(qt * (inq - 1) / (nq - 1)))
-            if ioff:
-                s.q_intra = s.q_res = float(np.float32(min(qt * (inq - 1) / (nq - 1) + ioff, inq - 1)))
+            if mode.endswith("i") or ioff:
+                s.q_intra = s.q_res = float(np.float32(min(to_image_q(qt) + ioff, inq - 1)))
             recs.append(enc.encode(f))
         enc.close()
         data = buf.getvalue()
