@@ -180,8 +180,11 @@ class ImageCodec(ArrayCodec):
         Raises :class:`CodecError` for input it cannot code (alpha, 16-bit, wrong shape) and
         for a quality outside the model's range.
         """
-        if effort:
-            _sga_schedule(effort)  # an unknown effort fails before any work
+        refine = None
+        if effort:  # an unknown effort fails before any work
+            from models.sga import ImageRefiner
+
+            refine = ImageRefiner(self.model, *_sga_schedule(effort))
         a = self._check_image(image)
         h, w = a.shape[:2]
         x = self._to_tensor(a)
@@ -190,8 +193,8 @@ class ImageCodec(ArrayCodec):
 
         def latent(q: float) -> torch.Tensor:
             y = feat / self.model._scaler(self.model.q_enc, torch.tensor([float(q)]))
-            if effort:
-                y = self._refine(x, y, q, effort)
+            if refine is not None:  # stochastic Gumbel annealing (models.sga)
+                y = refine(x, y, q)
             return y
 
         def trial(q: float) -> tuple[bytes, dict]:
@@ -302,16 +305,6 @@ class ImageCodec(ArrayCodec):
             raise FormatError("symbol checksum mismatch: the decoder's probabilities differ "
                               "from the encoder's (wrong model build or corrupt data)")
         return header, r
-
-    # ------------------------------------------------------------------------------------
-    def _refine(self, x: torch.Tensor, y: torch.Tensor, q: float, effort: int) -> torch.Tensor:
-        """Stochastic Gumbel annealing (Yang, Bamler & Mandt, NeurIPS 2020) of the latent:
-        Adam steps on the rate-distortion loss with soft rounding whose temperature anneals
-        to hard rounding, as many as :data:`models.sga.EFFORTS` gives ``effort``. Encoder
-        only: the decoder is unchanged."""
-        from models.sga import sga_refine
-
-        return sga_refine(self.model, x, y, q, *_sga_schedule(effort))
 
 
 def _sga_schedule(effort: int) -> tuple[int, float]:

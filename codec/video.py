@@ -190,22 +190,16 @@ class _Intra:
         self.m = m
         self.g_s = copy.deepcopy(m.g_s).double().eval()
         self.lrp = copy.deepcopy(m.latent.lrp).double().eval()
-        self._hyper = None
-        orig = type(m)._hyper
-
-        def capture(z_hat):  # the hyperprior features, needed by the float64 residual prediction
-            self._hyper = orig(m, z_hat)
-            return self._hyper
-
-        m._hyper = capture
 
     @property
     def digest(self) -> bytes:
         return self.codec.digest
 
-    def _synth(self, y_hat: torch.Tensor, q: float) -> torch.Tensor:
+    def _synth(self, r: dict, q: float) -> torch.Tensor:
+        """The float64 reconstruction of a coded latent (``compress_latent``'s result): the
+        residual prediction again, from the hyperprior features, then the synthesis."""
         m, cs = self.m, self.m.latent.cs
-        y_hat, hyper = y_hat.double(), self._hyper.double()
+        y_hat, hyper = r["y_hat"].double(), r["hyper"].double()
         recs = [y_hat[:, s * cs:(s + 1) * cs] + 0.5 * torch.tanh(
             self.lrp[s](torch.cat([hyper, y_hat[:, :(s + 1) * cs]], 1)))
             for s in range(m.latent.slices)]
@@ -213,15 +207,18 @@ class _Intra:
         x = self.g_s(torch.cat(recs, 1) * scale)
         return torch.round(torch.clamp(x, 0, 1) * 255.0)  # integer-valued float64
 
-    def encode(self, rgb: torch.Tensor, q: float, coder, skip=None) -> tuple:
-        """(RGB reconstruction, estimated latent bits per 16 x 16 block)."""
+    def encode(self, rgb: torch.Tensor, q: float, coder, skip=None, refine=None) -> tuple:
+        """(RGB reconstruction, estimated latent bits per 16 x 16 block); ``refine`` an
+        :class:`models.sga.ImageRefiner` of this model, or None."""
         y = self.m.analysis(rgb.float(), q)
+        if refine is not None:
+            y = refine(rgb.float(), y, q)
         r = self.m.compress_latent(y, coder, self.codec.tables, skip)
-        return self._synth(r["y_hat"], q), r["bits"]
+        return self._synth(r, q), r["bits"]
 
     def decode(self, coder, hp: int, wp: int, q: float, skip=None) -> torch.Tensor:
         r = self.m.decompress_latent(coder, self.codec.tables, hp // 16, wp // 16, skip)
-        return self._synth(r["y_hat"], q)
+        return self._synth(r, q)
 
 
 # ---- copy-block masks -------------------------------------------------------------------
@@ -445,7 +442,10 @@ class _Session:
         the RGB residual to the prediction by the image model), from the previous decoded frame
         in a ``replenish``-ed (otherwise intra-coded) frame. After encoding, :attr:`last` holds
         what the encoder's copy decisions need: the rounded prediction (P and residual frames)
-        or intra reconstruction, and the latent's estimated bits per block."""
+        or intra reconstruction, and the latent's estimated bits per block. ``refine``: the
+        encoder's latent refinement of this frame (a :class:`models.sga.PFrameRefiner` of
+        the video model for P frames, an :class:`~models.sga.ImageRefiner` of the image model
+        for intra, replenished and residual frames) or None."""
         from models.video import DecodeCoder, EncodeCoder, blend_blocks
 
         m = self.model
@@ -458,7 +458,8 @@ class _Session:
                 cm = torch.from_numpy(bits.astype(np.float64))[None, None]
             if intra or replenish:
                 if x is not None:
-                    rgb, bits = self.intra.encode(self._packed_to_rgb(x), self.q_intra, coder, cm)
+                    rgb, bits = self.intra.encode(self._packed_to_rgb(x), self.q_intra, coder, cm,
+                                                  refine)
                 else:
                     rgb = self.intra.decode(coder, self.hp, self.wp, self.q_intra, cm)
                 frame = self._rgb_to_packed(rgb)
@@ -475,7 +476,7 @@ class _Session:
                     self.masks.prev = None
                 cod = (EncodeCoder if x is not None else DecodeCoder)(coder, self.tables, m._dt())
                 q = torch.tensor([self.q])
-                frame = (self._residual(coder, cod, q, x, cm) if residual
+                frame = (self._residual(coder, cod, q, x, cm, refine) if residual
                          else self._p(cod, q, x, cm, refresh, skip, refine))
                 self.since_intra += 1
         self.ref_frame = frame.to(m._dt())
@@ -494,7 +495,7 @@ class _Session:
         return torch.round(torch.clamp(out["x_hat"], 0, 1) * 255.0) / 255.0
 
     def _residual(self, coder, cod, q: torch.Tensor, x: torch.Tensor | None,
-                  cm: torch.Tensor | None) -> torch.Tensor:
+                  cm: torch.Tensor | None, refine=None) -> torch.Tensor:
         """A residual frame (see :meth:`code`; ``cod`` the video model's coder over ``coder``):
         its packed 8-bit reconstruction."""
         from models.video import blend_blocks
@@ -505,7 +506,7 @@ class _Session:
         base = self._rgb255(pred)
         if x is not None:  # the residual, offset to mid-grey (larger ones are clipped)
             res = torch.clamp(self._rgb255(x) - base + 128.0, 0.0, 255.0) / 255.0
-            r_hat, bits = self.intra.encode(res, self.q_res, coder, cm)
+            r_hat, bits = self.intra.encode(res, self.q_res, coder, cm, refine)
             self.last = {"pred": pred, "bits": bits}
         else:
             r_hat = self.intra.decode(coder, self.hp, self.wp, self.q_res, cm)
@@ -534,6 +535,7 @@ class _Session:
 # motion), so a P frame clearly cheaper than the last intra trial needs no trial of its own.
 _KEEP_P_BELOW = 0.9  # P cost / last trial's intra cost under which the P frame is kept untried
 _MAX_UNTRIED = 7  # frames between trials at most
+_IMAGE_KINDS = ("intra", "replenish", "residual")  # frames whose latent the image model codes
 
 
 @dataclass
@@ -547,6 +549,8 @@ class _Candidate:
     checksum: int
     state: tuple
     last: dict
+    x_in: torch.Tensor | None = None  #: the input it coded, when not the frame itself
+    mask: np.ndarray | None = None  #: its copy-block mask
 
     @staticmethod
     def key(c: "_Candidate") -> float:
@@ -579,7 +583,10 @@ class VideoEncoder:
     coding where its cost with the distortion weighted twice is lower (both restart the P-frame
     chain as its reference). ``effort`` 1 or 2
     refines each P frame's latent by stochastic Gumbel annealing (30 / 100 Adam steps through
-    the contextual decoder, :class:`models.sga.PFrameRefiner`): a slower encoder, the same
+    the contextual decoder, :class:`models.sga.PFrameRefiner`), and recodes each frame that
+    the decisions (made without refinement) code by the image model, intra, replenished or
+    residual, with its latent refined the same way through the image model
+    (:class:`models.sga.ImageRefiner`), kept where cheaper: a slower encoder, the same
     decoder. ``threads`` sets torch's threads.
     ``weights``/``model`` and ``intra_weights``/``intra_model`` select other networks.
     ``full_range`` marks YUV planes as JPEG range (header param ``full_range``; decoders
@@ -605,13 +612,14 @@ class VideoEncoder:
         self.intra_period, self.refresh_period = int(intra_period), int(refresh_period)
         self.adaptive_intra, self.skip_frames = bool(adaptive_intra), bool(skip_frames)
         self.copy_blocks, self.residual_frames = bool(copy_blocks), bool(residual_frames)
-        self._refine = None
+        self._refine = self._refine_image = None
         if effort:
-            from models.sga import PFrameRefiner
+            from models.sga import ImageRefiner, PFrameRefiner
 
             from .image import _sga_schedule
 
             self._refine = PFrameRefiner(self._s.model, *_sga_schedule(effort))
+            self._refine_image = ImageRefiner(self._s.intra.m, *_sga_schedule(effort))
         # what the last trial of the adaptive intra decision measured (see the class docstring)
         self._intra_cost, self._untried = math.inf, 0
         fps = Fraction(fps).limit_denominator(1 << 20)
@@ -666,9 +674,14 @@ class VideoEncoder:
                         if self._ref_cost(res) < self._ref_cost(tried):
                             tried = res
                     best = min(best, tried, key=_Candidate.key)
-            s.set_state(best.state)
         elif self.adaptive_intra:  # a forced intra frame's cost
             self._intra_cost = best.cost
+        if self._refine_image is not None and best.kind in _IMAGE_KINDS:
+            # only the chosen coding: refining every trial would multiply the image model's
+            # share of the encoding time by up to four
+            best = min(best, self._try(x, before, best.kind, x_in=best.x_in, mask=best.mask,
+                                       refine_image=True), key=_Candidate.key)
+        s.set_state(best.state)
         key = best.kind == "intra"
         self._w.write_unit(UnitType.KEY if key else UnitType.INTER, best.checksum, best.payload)
         self.frames += 1
@@ -680,20 +693,24 @@ class VideoEncoder:
         self.frame_bytes.append(len(best.payload))
         return s.to_user(best.rec)
 
-    def _candidate(self, x, kind: str, refresh: bool = False, x_in=None, mask=None) -> "_Candidate":
+    def _candidate(self, x, kind: str, refresh: bool = False, x_in=None, mask=None,
+                   refine_image: bool = False) -> "_Candidate":
         """Code the packed frame ``x`` (or ``x_in``, a version of it with its copy blocks
-        replaced) as ``kind`` from the session's current state (which it updates)."""
+        replaced) as ``kind`` from the session's current state (which it updates); P frames
+        refined at ``effort`` > 0, frames of the image model with ``refine_image``."""
         s = self._s
         enc = RansEncoder()
         flag = {"intra": 0, "skip": _SKIP, "replenish": _REPLENISH, "copy": _COPY | int(refresh),
                 "p": int(refresh), "residual": _RESIDUAL | (0 if mask is None else _COPY)}[kind]
         rec = s.code(enc, kind == "intra", refresh, x=x if x_in is None else x_in,
-                     skip=kind == "skip", refine=self._refine,
+                     skip=kind == "skip",
+                     refine=(self._refine_image if refine_image else None) if kind in _IMAGE_KINDS
+                     else self._refine,
                      copy_blocks=kind == "copy" or (kind == "residual" and mask is not None),
                      mask=mask, replenish=kind == "replenish", residual=kind == "residual")
         payload = bytes([flag]) + enc.flush()
         return _Candidate(s.rd_cost(x, rec, len(payload)), kind, rec, payload, enc.checksum,
-                          s.state(), s.last)
+                          s.state(), s.last, x_in, mask)
 
     def _ref_cost(self, c: "_Candidate") -> float:
         """The cost with its distortion term weighted ``1 + _REF_WEIGHT``."""

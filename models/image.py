@@ -256,8 +256,8 @@ class ImageModel(QualityKnob, nn.Module):
 
     def compress_latent(self, y: torch.Tensor, encoder, tables, skip=None) -> dict:
         """Code a scaled latent ``y`` (1 x M x h x w, h and w multiples of 4) into
-        ``encoder``; returns the decoder-side latent, the symbols and the estimated bits per
-        position. ``skip`` (1 x 1 x h x w): positions not coded (they decode as the mean,
+        ``encoder``; returns the decoder-side latent, the hyperprior features, the symbols and
+        the estimated bits per position. ``skip`` (1 x 1 x h x w): positions not coded (they decode as the mean,
         :class:`~models.latent_codec.EncodeSlot`)."""
         gt, zt, med = tables
         z = self.h_a(y.float())
@@ -268,10 +268,10 @@ class ImageModel(QualityKnob, nn.Module):
         encoder.encode_indexed(zs.numpy().astype(np.int32), zidx, zt)
         z_hat = zs + medt
         slot = EncodeSlot(encoder, gt, skip)
-        y_hat, y_rec = self.latent.run(self._hyper(z_hat.to(self._det_dtype())), slot,
-                                       y.to(self._det_dtype()))
-        return {"y_hat": y_hat, "y_rec": y_rec, "z_symbols": zs, "symbols": slot.symbols,
-                "bits": slot.bits}
+        hyper = self._hyper(z_hat.to(self._det_dtype()))
+        y_hat, y_rec = self.latent.run(hyper, slot, y.to(self._det_dtype()))
+        return {"y_hat": y_hat, "y_rec": y_rec, "hyper": hyper, "z_symbols": zs,
+                "symbols": slot.symbols, "bits": slot.bits}
 
     def decompress_latent(self, decoder, tables, h: int, w: int, skip=None) -> dict:
         """Mirror of :meth:`compress_latent` for a latent of ``h x w`` (the same ``skip``)."""
@@ -283,8 +283,9 @@ class ImageModel(QualityKnob, nn.Module):
         medt = torch.from_numpy(med).view(1, -1, 1, 1)
         z_hat = torch.from_numpy(zs.astype(np.float64)) + medt
         slot = DecodeSlot(decoder, gt, skip)
-        y_hat, y_rec = self.latent.run(self._hyper(z_hat.to(self._det_dtype())), slot)
-        return {"y_hat": y_hat, "y_rec": y_rec, "symbols": slot.symbols}
+        hyper = self._hyper(z_hat.to(self._det_dtype()))
+        y_hat, y_rec = self.latent.run(hyper, slot)
+        return {"y_hat": y_hat, "y_rec": y_rec, "hyper": hyper, "symbols": slot.symbols}
 
     def synthesis(self, y_rec: torch.Tensor, q: float) -> torch.Tensor:
         qt = torch.tensor([float(q)], device=y_rec.device)

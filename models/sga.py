@@ -15,7 +15,7 @@ import torch
 from .latent_codec import TrainSlot
 from .entropy import gaussian_likelihood
 
-__all__ = ["EFFORTS", "sga_optimize", "sga_refine", "PFrameRefiner"]
+__all__ = ["EFFORTS", "sga_optimize", "ImageRefiner", "PFrameRefiner"]
 
 #: ``--effort`` -> (Adam steps, learning rate). Measured with the shipped weights 6 on Kodak
 #: (results/image/sga_iterations_weights6.json): 30 steps at 2e-2 keep ~90 % of the PSNR gain
@@ -74,17 +74,26 @@ def _frozen_float_copy(model):
     return m
 
 
-def sga_refine(model, x: torch.Tensor, y: torch.Tensor, q: float, iters: int = 100,
-               lr: float = 5e-3, tau_max: float = 0.5) -> torch.Tensor:
-    """Refined latent (same shape as ``y``) for image ``x`` (1x3xHxW in [0,1])."""
-    m = _frozen_float_copy(model)
-    qt = torch.tensor([float(q)], device=y.device)
-    dec_scale = m._scaler(m.q_dec, qt)
-    with torch.no_grad():
-        z_hat = m.entropy_bottleneck(m.h_a(y.float()), training=False)[0]
-        hyper = m._hyper(z_hat)  # the hyperprior is kept fixed: z is re-derived at encode
-    return sga_optimize(lambda slot, yy: m.g_s(m.latent.run(hyper, slot, yy)[1] * dec_scale),
-                        y, x, m.lmbda(qt).item(), x.shape[2] * x.shape[3], iters, lr, tau_max)
+class ImageRefiner:
+    """SGA of an image model's latent (:meth:`models.image.ImageModel.analysis` output) through
+    a float32 copy of the model, made once: the hyperprior is kept fixed (``z`` is re-derived
+    from the refined latent when it is coded). Encoder only: the decoder is unchanged."""
+
+    def __init__(self, model, iters: int = 100, lr: float = 5e-3, tau_max: float = 0.5):
+        self.m, self.iters, self.lr, self.tau_max = _frozen_float_copy(model), iters, lr, tau_max
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, q: float) -> torch.Tensor:
+        """Refined latent (same shape as ``y``) for image ``x`` (1x3xHxW in [0,1])."""
+        m = self.m
+        qt = torch.tensor([float(q)], device=y.device)
+        dec_scale = m._scaler(m.q_dec, qt)
+        with torch.no_grad():
+            z_hat = m.entropy_bottleneck(m.h_a(y.float()), training=False)[0]
+            hyper = m._hyper(z_hat)
+        with torch.enable_grad():
+            return sga_optimize(lambda slot, yy: m.g_s(m.latent.run(hyper, slot, yy)[1] * dec_scale),
+                                y, x.float(), m.lmbda(qt).item(), x.shape[2] * x.shape[3],
+                                self.iters, self.lr, self.tau_max)
 
 
 class PFrameRefiner:
