@@ -405,6 +405,26 @@ def test_effort_refines_p_frames_encoder_side_only():
         encode("yuv420", 1, 32, 48, effort=5)
 
 
+def test_effort_refines_frames_of_the_image_model():
+    """Effort 1 recodes a frame that the image model codes (here the first, intra frame; with
+    adaptive intra also replenished / residual frames) with an SGA-refined latent, kept only
+    where its rate-distortion cost is lower; the decoder reads every frame exactly."""
+    from codec.video import VideoDecoder
+
+    for kw in ({}, {"adaptive_intra": True, "copy_blocks": True, "residual_frames": True,
+                    "skip_frames": True}):
+        _, recs0, e0 = encode("yuv420", 4, 32, 48, quality=2.0, **kw)
+        data, recs, e1 = encode("yuv420", 4, 32, 48, quality=2.0, effort=1, **kw)
+        assert not same(recs[0], recs0[0])  # the refined intra frame was kept
+        cost = lambda enc, rec: enc._s.rd_cost(  # noqa: E731
+            enc._s.to_packed(clip("yuv420", 1, 32, 48)[0]), enc._s.to_packed(rec).double(),
+            enc.frame_bytes[0])
+        assert cost(e1, recs[0]) < cost(e0, recs0[0])
+        vm, im = tiny_models()
+        out = list(VideoDecoder(data, model=vm, intra_model=im))
+        assert len(out) == 4 and all(same(a, b) for a, b in zip(out, recs))
+
+
 def test_wrong_weights_file_is_a_codec_error(tmp_path):
     from codec.video import VideoDecoder, WEIGHTS_DIR
 

@@ -496,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--psnr", type=float, default=None, help="target PSNR in dB (images)")
     rate.add_argument("--lossless", action="store_true", help="lossless coding (images)")
     e.add_argument("--effort", type=int, default=0, choices=(0, 1, 2),
-                   help="encoder effort: 1 and 2 refine the latent (images) or each P frame's "
-                        "latent (video) with SGA steps, about 1 / 4 minutes per Kodak image; "
-                        "decoding is unchanged")
+                   help="encoder effort: 1 and 2 refine the latent (images; video: each P "
+                        "frame's, and each intra or residual frame's) with SGA steps, about 1 / 4 "
+                        "minutes per Kodak image; decoding is unchanged")
     v = e.add_argument_group("video")
     v.add_argument("--intra-period", type=int, default=None, metavar="N",
                    help="an intra frame every N frames (default -1: only the first)")

@@ -130,7 +130,8 @@ class NcodecVideo(VideoAdapter):
     ``ncodec-video-nores`` residual frames, ``ncodec-video-p`` all of them: the anchors'
     structure, intra frames only where the intra period puts them, and the P-frame model on
     every other frame);
-    ``effort`` the encoder's P-frame latent refinement (``ncodec-video-e1``). Every
+    ``effort`` the encoder's latent refinement of P frames and of the frames the image model
+    codes (``ncodec-video-e1``). Every
     decode is checked against the encoder's own reconstruction: a mismatch is a
     :class:`CodecError`."""
 
@@ -170,7 +171,7 @@ class NcodecVideo(VideoAdapter):
             ", plus skip frames" if skip_frames else "") + (
             ", plus copy blocks and replenished frames" if copy_blocks else "") + (
             ", plus residual frames" if self.residual_frames else "") + (
-            f", P-frame latent refinement (effort {effort})" if effort else "")
+            f", latent refinement (effort {effort})" if effort else "")
         self.description = (f"ncodec learned video codec, model {self.model_id}, YUV 4:2:0, "
                             f"low delay ({keyint}{adaptive}, feature refresh {refresh})")
         self._recon: tuple[bytes, list] | None = None
