@@ -3,7 +3,8 @@ encoder's reconstruction; one JSON line per clip and quality. Run from the check
 encoder is measured (the line records its commit and LABEL).
 
     python results/video/effort_intra/sweep.py CLIP FRAMES QUALITIES EFFORT LABEL OUT.jsonl
-    (QUALITIES e.g. 0,0.75,1.5,2.25,3)
+    (QUALITIES e.g. 0,0.75,1.5,2.25,3; EFFORT 1, or 1-image: effort 1 without the P-frame
+    refinement, only the frames the image model codes refined)
     python results/video/effort_intra/sweep.py --bd OUT.jsonl [...]   # BD-rate of every label
         # against the others and against x264 / x265 (results/video/copy_f96, the same frames)
 """
@@ -33,7 +34,10 @@ def run(clip, n, qs, effort, label, out):
     torch.set_num_threads(1)
     for q in qs:
         buf, t0 = io.BytesIO(), time.time()
-        with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps, effort=effort) as enc:
+        with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps,
+                          effort=int(effort.split("-")[0])) as enc:
+            if effort.endswith("-image"):
+                enc._refine = None  # the P frames' refiner; the image model's stays
             recs = [enc.encode(f) for f in frames]
         enc_s, data = time.time() - t0, buf.getvalue()
         t0 = time.time()
@@ -86,4 +90,4 @@ if __name__ == "__main__":
         bd(sys.argv[2:])
     else:
         run(sys.argv[1], int(sys.argv[2]), [float(q) for q in sys.argv[3].split(",")],
-            int(sys.argv[4]), sys.argv[5], sys.argv[6])
+            sys.argv[4], sys.argv[5], sys.argv[6])
