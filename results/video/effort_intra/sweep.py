@@ -8,23 +8,20 @@ encoder is measured (the line records its commit and LABEL).
     python results/video/effort_intra/sweep.py --bd OUT.jsonl [...]   # BD-rate of every label
         # against the others and against x264 / x265 (results/video/copy_f96, the same frames)
 """
-import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "residual"))
+from sweep import anchor_curves, code_clip  # noqa: E402  (results/video/residual/sweep.py)
 
 
 def run(clip, n, qs, effort, label, out):
-    from codec.metrics import bpp, psnr_yuv
-    from codec.video import VideoDecoder, VideoEncoder
     from tools.eval_media import datasets_root, read_clip
 
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
@@ -32,26 +29,15 @@ def run(clip, n, qs, effort, label, out):
     v = read_clip(datasets_root() / "video" / clip, n)
     frames = [(v.y[t], v.u[t], v.v[t]) for t in range(v.frames)]
     torch.set_num_threads(1)
+
+    def setup(enc):
+        if effort.endswith("-image"):
+            enc._refine = None  # the P frames' refiner; the image model's stays
+
     for q in qs:
-        buf, t0 = io.BytesIO(), time.time()
-        with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps,
-                          effort=int(effort.split("-")[0])) as enc:
-            if effort.endswith("-image"):
-                enc._refine = None  # the P frames' refiner; the image model's stays
-            recs = [enc.encode(f) for f in frames]
-        enc_s, data = time.time() - t0, buf.getvalue()
-        t0 = time.time()
-        out_frames = list(VideoDecoder(data))
-        dec_s = time.time() - t0
-        exact = len(out_frames) == len(recs) and all(
-            all(np.array_equal(a, b) for a, b in zip(f, r)) for f, r in zip(out_frames, recs))
         rec = {"clip": Path(clip).name, "frames": v.frames, "quality": q, "effort": effort,
                "label": label, "commit": commit,
-               "bpp": bpp(len(data), v.width * v.height * v.frames),
-               "psnr_yuv": float(np.mean([psnr_yuv(a, b)["yuv"] for a, b in zip(frames, recs)])),
-               "encode_s": round(enc_s, 1), "decode_s": round(dec_s, 1), "decode_exact": exact,
-               "intra": enc.intra_frames, "skip": enc.skipped_frames, "copy": enc.copy_frames,
-               "replenished": enc.replenished_frames, "residual": enc.residual_frames_coded}
+               **code_clip(v, frames, q, effort=int(effort.split("-")[0]), setup=setup)}
         with open(out, "a") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
@@ -61,8 +47,7 @@ def bd(files):
     from tools.bdrate import bd_rate
 
     here = Path(__file__).resolve().parent
-    anchors = {a: json.loads((here.parent / "copy_f96" / f"{a}.json").read_text())["clips"]
-               for a in ("x264", "x265")}
+    anchors = anchor_curves()
     rows = [json.loads(line) for f in files for line in open(f)]
     out = []
     for clip in sorted({r["clip"] for r in rows}):

@@ -18,9 +18,38 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 
-def run(clip, n, qs, modes, out, weights=None):
+def code_clip(v, frames, q, weights=None, setup=None, **enc_kw):
+    """Encode ``frames`` (of clip ``v``) at quality ``q``, decode and check them; the record
+    of sizes, quality, times and frame kinds. ``setup(enc)`` may adjust the encoder first."""
     from codec.metrics import bpp, psnr_yuv
     from codec.video import VideoDecoder, VideoEncoder
+
+    buf, t0 = io.BytesIO(), time.time()
+    with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps, weights=weights, **enc_kw) as enc:
+        if setup is not None:
+            setup(enc)
+        recs = [enc.encode(f) for f in frames]
+    enc_s, data = time.time() - t0, buf.getvalue()
+    t0 = time.time()
+    out_frames = list(VideoDecoder(data, weights=weights))
+    dec_s = time.time() - t0
+    exact = len(out_frames) == len(recs) and all(
+        all(np.array_equal(a, b) for a, b in zip(f, r)) for f, r in zip(out_frames, recs))
+    return {"bpp": bpp(len(data), v.width * v.height * v.frames),
+            "psnr_yuv": float(np.mean([psnr_yuv(a, b)["yuv"] for a, b in zip(frames, recs)])),
+            "encode_s": round(enc_s, 1), "decode_s": round(dec_s, 1), "decode_exact": exact,
+            "intra": enc.intra_frames, "skip": enc.skipped_frames, "copy": enc.copy_frames,
+            "replenished": enc.replenished_frames, "residual": enc.residual_frames_coded}
+
+
+def anchor_curves():
+    """x264 / x265 per clip on the same 96 frames (results/video/copy_f96)."""
+    here = Path(__file__).resolve().parent
+    return {a: json.loads((here.parent / "copy_f96" / f"{a}.json").read_text())["clips"]
+            for a in ("x264", "x265")}
+
+
+def run(clip, n, qs, modes, out, weights=None):
     from tools.eval_media import datasets_root, read_clip
 
     v = read_clip(datasets_root() / "video" / clip, n)
@@ -28,23 +57,9 @@ def run(clip, n, qs, modes, out, weights=None):
     torch.set_num_threads(1)
     for q in qs:
         for mode in modes:
-            buf, t0 = io.BytesIO(), time.time()
-            with VideoEncoder(buf, v.width, v.height, quality=q, fps=v.fps, weights=weights,
-                              residual_frames=mode == "res") as enc:
-                recs = [enc.encode(f) for f in frames]
-            enc_s, data = time.time() - t0, buf.getvalue()
-            t0 = time.time()
-            out_frames = list(VideoDecoder(data, weights=weights))
-            dec_s = time.time() - t0
-            exact = len(out_frames) == len(recs) and all(
-                all(np.array_equal(a, b) for a, b in zip(f, r)) for f, r in zip(out_frames, recs))
             rec = {"clip": Path(clip).name, "frames": v.frames, "quality": q, "mode": mode,
                    **({"weights": Path(weights).name} if weights else {}),
-                   "bpp": bpp(len(data), v.width * v.height * v.frames),
-                   "psnr_yuv": float(np.mean([psnr_yuv(a, b)["yuv"] for a, b in zip(frames, recs)])),
-                   "encode_s": round(enc_s, 1), "decode_s": round(dec_s, 1), "decode_exact": exact,
-                   "intra": enc.intra_frames, "skip": enc.skipped_frames, "copy": enc.copy_frames,
-                   "replenished": enc.replenished_frames, "residual": enc.residual_frames_coded}
+                   **code_clip(v, frames, q, weights, residual_frames=mode == "res")}
             with open(out, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(json.dumps(rec), flush=True)
@@ -54,8 +69,7 @@ def bd(files):
     from tools.bdrate import bd_rate
 
     here = Path(__file__).resolve().parent
-    anchors = {a: json.loads((here.parent / "copy_f96" / f"{a}.json").read_text())["clips"]
-               for a in ("x264", "x265")}
+    anchors = anchor_curves()
     rows = [json.loads(line) for f in files for line in open(f)]
     out = []
     for clip in sorted({r["clip"] for r in rows}):
