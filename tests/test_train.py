@@ -357,6 +357,29 @@ def test_video_photo_clips(video_root, photos, monkeypatch):
     assert "4 synthetic clips" in _ckpt(out)["data"]
 
 
+def test_video_extra_clips(video_root, monkeypatch):
+    """--extra-clips: crops of a folder of one's own clips, an equal share each, a third cache."""
+    import shutil
+
+    import tools.train_video as tv
+
+    monkeypatch.setattr(tv, "VIDEO", video_root / "video")
+    mine = video_root / "mine"
+    mine.mkdir()
+    for name in ("a.y4m", "b.y4m"):
+        shutil.copy(video_root / "video" / "raw" / "synthetic_320x192.y4m", mine / name)
+    out = video_root / "run_extra"
+    tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "1", "--extra-clips", str(mine),
+                          "--extra-crops", "4"])
+    cache = np.load(video_root / "cache_extra_mine_4_3_64_q4.npz")
+    assert cache["seqs"].shape == (4, 3, 64 * 64 * 3 // 2)
+    assert "4 crops of the clips in mine/: a.y4m, b.y4m" in _ckpt(out)["data"]
+    (video_root / "none").mkdir()
+    with pytest.raises(SystemExit, match="no files there"):
+        tv.main(VIDEO_ARGS + ["--out", str(video_root / "run_extra2"), "--steps", "1",
+                              "--extra-clips", str(video_root / "none")])
+
+
 # one torchrun for both trainers (the start of three interpreters costs more than the runs),
 # in one process group (a second one in the same processes is not reliable with gloo)
 DDP_DRIVER = """

@@ -10,7 +10,8 @@ from 2x down-scaled frames or with a frame stride of 2 for larger motion, random
 together with the intra reconstruction of each crop's first frame by the shipped image
 model at the quality matching each of the video model's quality indexes. ``--photo-crops``
 adds synthetic clips of camera motion over the image trainer's photos (:func:`sample_photos`,
-a second cache ``cache_photos_*.npz``).
+a second cache ``cache_photos_*.npz``); ``--extra-clips DIR`` adds crops of every video file
+in ``DIR`` (clips of your own, an equal share each, a third cache ``cache_extra_*.npz``).
 
 Curriculum (DCVC-style): first single P frames (with an auxiliary loss on the warped
 reference frame, so that the motion coder learns useful flow), then cascades of several P
@@ -237,14 +238,26 @@ def training_clips() -> list[Path]:
 
 
 def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed: int = 0,
-                device: str | torch.device = "cpu", photos: bool = False) -> Path:
-    """The crop cache (``n`` crops of the training clips, or with ``photos`` ``n`` synthetic
-    clips of the training photos) with its intra reconstructions, built once."""
-    path = out.parent / f"cache_{'photos_' if photos else ''}{n}_{frames}_{size}_q{n_quality}.npz"
+                device: str | torch.device = "cpu", photos: bool = False,
+                extra: Path | None = None) -> Path:
+    """The crop cache (``n`` crops of the training clips; with ``photos`` ``n`` synthetic
+    clips of the training photos; with ``extra`` ``n`` crops of the video files in that
+    folder, an equal share each) with its intra reconstructions, built once."""
+    kind = "photos_" if photos else f"extra_{extra.name}_" if extra else ""
+    path = out.parent / f"cache_{kind}{n}_{frames}_{size}_q{n_quality}.npz"
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
-    if photos:
+    if extra:
+        files = sorted(f for f in extra.iterdir() if f.is_file())
+        if not files:
+            raise SystemExit(f"--extra-clips {extra}: no files there")
+        seqs = []
+        for c in files:
+            got = sample_clip(c, max(1, n // len(files)), frames, size, rng)
+            print(f"{c.name}: {len(got)} crops", file=sys.stderr)
+            seqs += got
+    elif photos:
         files = sorted(f for f in PHOTOS.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         seqs = sample_photos(files, n, frames, size, rng)
         print(f"{PHOTOS}: {len(seqs)} synthetic clips", file=sys.stderr)
@@ -425,6 +438,9 @@ def main(argv=None) -> None:
     ap.add_argument("--photo-crops", type=int, default=0,
                     help="also train on this many synthetic clips of camera motion over the "
                          "training photos (a second cache)")
+    ap.add_argument("--extra-clips", type=Path, default=None, metavar="DIR",
+                    help="also train on crops of the video files in DIR (clips of your own)")
+    ap.add_argument("--extra-crops", type=int, default=700, help="crops of --extra-clips")
     ap.add_argument("--size", type=int, default=192, help="cached crop size")
     ap.add_argument("--crop-single", type=int, default=128,
                     help="random sub-crop size in the single-P-frame stage (faster steps)")
@@ -510,9 +526,12 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
          "gain": args.eb_lr_gain}], lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=3e-3)
     step = run.resume(model, opt, strict=False)
+    sources = ((args.crops, False, None), (args.photo_crops, True, None),
+               (args.extra_crops if args.extra_clips else 0, False, args.extra_clips))
     caches = [np.load(run.main_first(lambda: build_cache(
-        run.out, n, args.frames, args.size, cfg.n_quality, args.seed, dev, photos)))
-        for n, photos in ((args.crops, False), (args.photo_crops, True)) if n]
+        run.out, n, args.frames, args.size, cfg.n_quality, args.seed, dev, photos, extra)))
+        for n, photos, extra in sources if n]
+    n_extra = len(caches[-1]["seqs"]) if args.extra_clips else 0
     seqs = np.concatenate([c["seqs"] for c in caches])
     intra = np.concatenate([c["intra"] for c in caches])
     n_eval = min(8, len(seqs) // 10)
@@ -526,9 +545,13 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
         run.save(lambda: {
             "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "elapsed": run.elapsed, "config": cfg.to_dict(),
-            "data": f"{len(seqs) - args.photo_crops} crops of {args.frames} frames ({args.size}x{args.size}) "
-                    f"from {DATA_NOTE}" + (f"; {args.photo_crops} synthetic clips of camera motion over "
-                                           "the training photos" if args.photo_crops else "")})
+            "data": f"{len(seqs) - args.photo_crops - n_extra} crops of {args.frames} frames "
+                    f"({args.size}x{args.size}) from {DATA_NOTE}"
+                    + (f"; {args.photo_crops} synthetic clips of camera motion over "
+                       "the training photos" if args.photo_crops else "")
+                    + (f"; {n_extra} crops of the clips in {args.extra_clips.name}/: "
+                       + ", ".join(sorted(f.name for f in args.extra_clips.iterdir()))
+                       if n_extra else "")})
 
     def batch(idx, qs, fmt, crop):
         sq = torch.stack([to_packed(seqs[idx, t], args.size, fmt) for t in range(args.frames)], 1)
