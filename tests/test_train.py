@@ -357,7 +357,7 @@ def test_video_photo_clips(video_root, photos, monkeypatch):
     assert "4 synthetic clips" in _ckpt(out)["data"]
 
 
-def test_video_extra_clips(video_root, monkeypatch):
+def test_video_extra_clips(video_root, monkeypatch, capsys):
     """--extra-clips: crops of a folder of one's own clips, an equal share each, a third cache."""
     import shutil
 
@@ -371,13 +371,23 @@ def test_video_extra_clips(video_root, monkeypatch):
     out = video_root / "run_extra"
     tv.main(VIDEO_ARGS + ["--out", str(out), "--steps", "1", "--extra-clips", str(mine),
                           "--extra-crops", "4"])
-    cache = np.load(video_root / "cache_extra_mine_4_3_64_q4.npz")
-    assert cache["seqs"].shape == (4, 3, 64 * 64 * 3 // 2)
+    cache, = video_root.glob("cache_extra_mine_*_4_3_64_q4.npz")
+    assert np.load(cache)["seqs"].shape == (4, 3, 64 * 64 * 3 // 2)
     assert "4 crops of the clips in mine/: a.y4m, b.y4m" in _ckpt(out)["data"]
+    # bad input: a usage error (exit 2) or one clear message, and no cache written
     (video_root / "none").mkdir()
-    with pytest.raises(SystemExit, match="no files there"):
-        tv.main(VIDEO_ARGS + ["--out", str(video_root / "run_extra2"), "--steps", "1",
-                              "--extra-clips", str(video_root / "none")])
+    (video_root / "junk").mkdir()
+    (video_root / "junk" / "notes.mp4").write_text("not a video")
+    for folder, n, msg in (("none", "4", "no files there"), ("missing", "4", "not a folder"),
+                           ("mine", "0", "--extra-crops must be 1 or more")):
+        with pytest.raises(SystemExit) as e:
+            tv.main(VIDEO_ARGS + ["--out", str(video_root / "run_extra2"), "--steps", "1",
+                                  "--extra-clips", str(video_root / folder), "--extra-crops", n])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="notes.mp4 is not a readable video"):
+        tv.main(VIDEO_ARGS + ["--out", str(video_root / "run_extra3"), "--steps", "1",
+                              "--extra-clips", str(video_root / "junk"), "--extra-crops", "2"])
+    assert not list(video_root.glob("cache_extra_junk_*"))
 
 
 # one torchrun for both trainers (the start of three interpreters costs more than the runs),

@@ -27,6 +27,7 @@ optimizers, step, wall time) every ``--ckpt-every`` seconds and on SIGTERM; an e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -237,26 +238,37 @@ def training_clips() -> list[Path]:
         sorted((VIDEO / "raw").glob("*320x192*.y4m"))
 
 
+def extra_files(folder: Path) -> list[Path]:
+    """The files of an ``--extra-clips`` folder, sorted."""
+    return sorted(f for f in folder.iterdir() if f.is_file())
+
+
 def build_cache(out: Path, n: int, frames: int, size: int, n_quality: int, seed: int = 0,
                 device: str | torch.device = "cpu", photos: bool = False,
                 extra: Path | None = None) -> Path:
     """The crop cache (``n`` crops of the training clips; with ``photos`` ``n`` synthetic
     clips of the training photos; with ``extra`` ``n`` crops of the video files in that
     folder, an equal share each) with its intra reconstructions, built once."""
-    kind = "photos_" if photos else f"extra_{extra.name}_" if extra else ""
+    kind = "photos_" if photos else ""
+    if extra:  # named by the folder and a digest of its files' names and sizes
+        files = extra_files(extra)
+        digest = hashlib.sha256(repr([(f.name, f.stat().st_size) for f in files]).encode())
+        kind = f"extra_{extra.name}_{digest.hexdigest()[:8]}_"
     path = out.parent / f"cache_{kind}{n}_{frames}_{size}_q{n_quality}.npz"
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
     if extra:
-        files = sorted(f for f in extra.iterdir() if f.is_file())
-        if not files:
-            raise SystemExit(f"--extra-clips {extra}: no files there")
         seqs = []
         for c in files:
-            got = sample_clip(c, max(1, n // len(files)), frames, size, rng)
+            try:
+                got = sample_clip(c, max(1, n // len(files)), frames, size, rng)
+            except (OSError, ValueError) as e:
+                raise SystemExit(f"--extra-clips: {c} is not a readable video ({e})") from None
             print(f"{c.name}: {len(got)} crops", file=sys.stderr)
             seqs += got
+        if not seqs:
+            raise SystemExit(f"--extra-clips {extra}: no crop of {size} px fits its clips")
     elif photos:
         files = sorted(f for f in PHOTOS.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         seqs = sample_photos(files, n, frames, size, rng)
@@ -486,6 +498,13 @@ def main(argv=None) -> None:
     args, cfg = parse_with_config(ap, argv, CONFIGS, VideoModelConfig)
     if args.crops < 0 or args.photo_crops < 0 or args.crops + args.photo_crops == 0:
         ap.error("--crops / --photo-crops: counts of 0 or more, not both 0")
+    if args.extra_clips is not None:
+        if not args.extra_clips.is_dir():
+            ap.error(f"--extra-clips {args.extra_clips}: not a folder")
+        if not extra_files(args.extra_clips):
+            ap.error(f"--extra-clips {args.extra_clips}: no files there")
+        if args.extra_crops < 1:
+            ap.error(f"--extra-crops must be 1 or more, not {args.extra_crops}")
     if not 0.0 <= args.q_min <= cfg.n_quality - 1:
         ap.error(f"--q-min must lie in [0, {cfg.n_quality - 1}], not {args.q_min:g}")
     if args.measure is not None:
@@ -550,7 +569,7 @@ def train(args, cfg: VideoModelConfig, run: TrainRun) -> None:
                     + (f"; {args.photo_crops} synthetic clips of camera motion over "
                        "the training photos" if args.photo_crops else "")
                     + (f"; {n_extra} crops of the clips in {args.extra_clips.name}/: "
-                       + ", ".join(sorted(f.name for f in args.extra_clips.iterdir()))
+                       + ", ".join(f.name for f in extra_files(args.extra_clips))
                        if n_extra else "")})
 
     def batch(idx, qs, fmt, crop):
